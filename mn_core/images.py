@@ -1,0 +1,155 @@
+"""Images in and out: conversion to PIL, the fit to the processing size (which also maps points), CLIP input.
+
+Everything is converted to 8-bit PIL images first, because the official pipeline works on PIL images and its
+numbers (bicubic resizes, the x/255*2-1 normalisation) are defined on them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+FIT_MODES = ("letterbox", "stretch")
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ImageError(ValueError):
+    """An input image cannot be used; the message says what was wrong."""
+
+
+def to_pil(image, *, what: str = "image") -> Image.Image:
+    """PIL / numpy / torch image -> 8-bit PIL image in mode RGB or L. RGBA/LA alpha is composited on white.
+
+    numpy/torch: (H, W), (H, W, C) or a batch of one (1, H, W, C) with C in 1..4; uint8, or floats in [0, 1]
+    (ComfyUI IMAGE tensors are float (B, H, W, C)).
+    """
+    if isinstance(image, Image.Image):
+        img = image
+    else:
+        if isinstance(image, torch.Tensor):
+            arr = image.detach().to("cpu")
+            arr = arr.float().numpy() if arr.is_floating_point() else arr.numpy()
+        elif isinstance(image, np.ndarray):
+            arr = image
+        else:
+            raise ImageError(f"{what}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
+        if arr.ndim == 4:
+            if arr.shape[0] != 1:
+                raise ImageError(f"{what}: expected one image, got a batch of {arr.shape[0]}")
+            arr = arr[0]
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (2, 3, 4)):
+            raise ImageError(f"{what}: expected (H, W) or (H, W, C) with C in 1..4, got shape {tuple(arr.shape)}")
+        if arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise ImageError(f"{what}: image is empty ({arr.shape[1]}x{arr.shape[0]})")
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.isfinite(arr).all():
+                raise ImageError(f"{what}: contains NaN or infinite values")
+            arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        elif arr.dtype != np.uint8:
+            raise ImageError(f"{what}: integer images must be uint8, got {arr.dtype}")
+        img = Image.fromarray(np.ascontiguousarray(arr))  # L, LA, RGB or RGBA from the shape
+    if img.width < 1 or img.height < 1:
+        raise ImageError(f"{what}: image is empty")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("RGB")
+    elif img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    return img
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How an image of ``source_size`` (w, h) is brought to a ``size`` x ``size`` square, and back.
+
+    ``stretch`` resizes to the square (the official behaviour); ``letterbox`` keeps the aspect ratio and pads.
+    The same transform maps points, so a point on a feature of the input lands on that feature in the square.
+    """
+
+    mode: str
+    source_size: tuple[int, int]
+    size: int
+
+    def __post_init__(self):
+        if self.mode not in FIT_MODES:
+            raise ValueError(f"fit must be one of {FIT_MODES}, got {self.mode!r}")
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(left, top, width, height) of the image content inside the square."""
+        w, h = self.source_size
+        if self.mode == "stretch":
+            return 0, 0, self.size, self.size
+        scale = self.size / max(w, h)
+        cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
+        return (self.size - cw) // 2, (self.size - ch) // 2, cw, ch
+
+    def apply(self, image: Image.Image, fill=255) -> Image.Image:
+        if image.size != self.source_size:
+            raise ValueError(f"image is {image.size}, fit was made for {self.source_size}")
+        left, top, cw, ch = self.box
+        content = image if (cw, ch) == image.size else image.resize((cw, ch), Image.BICUBIC)
+        if (cw, ch) == (self.size, self.size):
+            return content.copy()
+        canvas = Image.new(image.mode, (self.size, self.size), fill if image.mode == "L" else (fill,) * 3)
+        canvas.paste(content, (left, top))
+        return canvas
+
+    def content_mask(self) -> torch.Tensor:
+        """(1, 1, size, size) float mask: 1 on the image content, 0 on letterbox padding."""
+        left, top, cw, ch = self.box
+        mask = torch.zeros(1, 1, self.size, self.size)
+        mask[..., top:top + ch, left:left + cw] = 1
+        return mask
+
+    def map_point(self, x: float, y: float) -> tuple[int, int]:
+        """Pixel (x, y) of the source image -> (row, col) of the square. Pixel centres are mapped."""
+        w, h = self.source_size
+        left, top, cw, ch = self.box
+        col = left + min(cw - 1, math.floor((math.floor(x) + 0.5) * cw / w))
+        row = top + min(ch - 1, math.floor((math.floor(y) + 0.5) * ch / h))
+        return row, col
+
+    def restore(self, image: Image.Image) -> Image.Image:
+        """The square's content, resized back to the source size."""
+        left, top, cw, ch = self.box
+        content = image if (cw, ch) == (self.size, self.size) else image.crop((left, top, left + cw, top + ch))
+        return content if content.size == self.source_size else content.resize(self.source_size, Image.BICUBIC)
+
+
+def to_model_input(image: Image.Image) -> torch.Tensor:
+    """RGB PIL -> (1, 3, H, W) float32 in [-1, 1], computed as the official code does (float64, then cast)."""
+    arr = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+    return torch.from_numpy(arr / 255.0 * 2.0 - 1.0).to(torch.float32)[None]
+
+
+def to_uint8(decoded: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) decoded image in [-1, 1] -> uint8 (H, W, 3); truncation, as the official code does."""
+    x = decoded[0].float().cpu().numpy()
+    return (((x + 1.0) / 2.0) * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def clip_input(image: Image.Image, size: int = 224, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    """The default CLIPImageProcessor of transformers 4.x, done in PIL: shortest side to ``size`` (bicubic),
+    centre crop, /255, normalise. (transformers 5's torchvision processor gives different numbers.)"""
+    image = image.convert("RGB")
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.BICUBIC)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    arr = np.asarray(image).astype(np.float32) / 255.0
+    arr = (arr - np.array(mean, dtype=np.float32)) / np.array(std, dtype=np.float32)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
