@@ -83,16 +83,48 @@ def _overlay_and_base(overlay: Path, base: Path | None, *, allow_extra=()) -> li
     return sources
 
 
-def load_unet(files: ModelFiles, *, reference: bool, dtype: torch.dtype, device="cpu") -> nn.Module:
-    """Denoising UNet, or the reference UNet (the same network without its output head)."""
+def build_unet(config: dict, *, reference: bool) -> nn.Module:
+    """An empty (meta) UNet. The reference UNet is the same network without its output head: its forward pass
+    is stopped after the last transformer block, and upstream never creates the head."""
     from diffusers import UNet2DConditionModel
 
-    what = "reference UNet" if reference else "denoising UNet"
-    unet = _diffusers_module(UNet2DConditionModel, read_json(files.unet_config), what)
+    unet = _diffusers_module(UNet2DConditionModel, config, "reference UNet" if reference else "denoising UNet")
     if reference:
-        # The forward pass is stopped after the last transformer block; the head does not exist upstream.
         unet.conv_norm_out = None
         unet.conv_out = nn.Identity()
+    return unet
+
+
+def build_controlnet(config: dict) -> nn.Module:
+    from diffusers import ControlNetModel
+
+    return _diffusers_module(ControlNetModel, config, "ControlNet")
+
+
+def build_vae(config: dict) -> nn.Module:
+    from diffusers import AutoencoderKL
+
+    return _diffusers_module(AutoencoderKL, config, "VAE")
+
+
+def build_clip_vision(vision_config) -> nn.Module:
+    from transformers import CLIPVisionModelWithProjection
+
+    with empty_weights():
+        return CLIPVisionModelWithProjection(vision_config)
+
+
+def build_clip_text(text_config) -> nn.Module:
+    from transformers import CLIPTextModel
+
+    with empty_weights():
+        return CLIPTextModel(text_config)
+
+
+def load_unet(files: ModelFiles, *, reference: bool, dtype: torch.dtype, device="cpu") -> nn.Module:
+    """Denoising UNet, or the reference UNet (the same network without its output head)."""
+    what = "reference UNet" if reference else "denoising UNet"
+    unet = build_unet(read_json(files.unet_config), reference=reference)
     overlay = files.reference_unet if reference else files.denoising_unet
     allow = REFERENCE_UNET_IGNORED if reference else ()
     return load_module(unet, _overlay_and_base(overlay, files.unet_base, allow_extra=allow), what=what, dtype=dtype,
@@ -100,21 +132,17 @@ def load_unet(files: ModelFiles, *, reference: bool, dtype: torch.dtype, device=
 
 
 def load_controlnet(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
-    from diffusers import ControlNetModel
-
     config = read_json(files.controlnet_config)
     order = config.get("controlnet_conditioning_channel_order", "rgb")
     if order != "rgb":
         raise CheckpointError(f"{files.controlnet_config}: channel order {order!r}; the line-art ControlNet uses 'rgb'")
-    net = _diffusers_module(ControlNetModel, config, "ControlNet")
+    net = build_controlnet(config)
     return load_module(net, _overlay_and_base(files.controlnet, files.controlnet_base), what="ControlNet",
                        dtype=dtype, device=device)
 
 
 def load_vae(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
-    from diffusers import AutoencoderKL
-
-    vae = _diffusers_module(AutoencoderKL, read_json(files.vae_config), "VAE")
+    vae = build_vae(read_json(files.vae_config))
     return load_module(vae, [Source(TensorFile(files.vae))], what="VAE", dtype=dtype, device=device)
 
 
@@ -137,13 +165,10 @@ def _tower_source(file: TensorFile, module: nn.Module, prefix: str) -> Source:
 
 def load_clip_vision(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
     """CLIPVisionModelWithProjection: its ``image_embeds`` (projected CLS token) are MangaNinja's context."""
-    from transformers import CLIPVisionModelWithProjection
-
     config = _clip_config(files)
     vision = config.vision_config
     vision.projection_dim = config.projection_dim
-    with empty_weights():
-        model = CLIPVisionModelWithProjection(vision)
+    model = build_clip_vision(vision)
     return load_module(model, [_tower_source(TensorFile(files.clip), model, "vision_model.")],
                        what="CLIP vision model", dtype=dtype, device=device)
 
@@ -154,11 +179,8 @@ def compute_null_context(files: ModelFiles) -> torch.Tensor:
     The empty prompt tokenises to [BOS, EOS] (49406, 49407 for CLIP), so no tokenizer files are needed. The text
     model is built, used once in float32 on the CPU, and dropped.
     """
-    from transformers import CLIPTextModel
-
     config = _clip_config(files).text_config
-    with empty_weights():
-        model = CLIPTextModel(config)
+    model = build_clip_text(config)
     load_module(model, [_tower_source(TensorFile(files.clip), model, "text_model.")], what="CLIP text model",
                 dtype=torch.float32)
     ids = torch.tensor([[config.bos_token_id, config.eos_token_id]])
@@ -200,3 +222,42 @@ def load_schedule(files: ModelFiles) -> DDIMSchedule:
         return DDIMSchedule.from_config(read_json(files.scheduler_config))
     except ValueError as e:
         raise CheckpointError(f"{files.scheduler_config}: {e}") from e
+
+
+def _expected_keys(role: str, root: Path) -> set[str]:
+    if role == "controlnet":
+        net = build_controlnet(read_json(layout.find(root, "controlnet_config")))
+    else:
+        net = build_unet(read_json(layout.find(root, "unet_config")), reference=role == "reference_unet")
+    return set(net.state_dict(keep_vars=True))
+
+
+def base_files_needed(root: str | Path) -> list[str]:
+    """Base-weight roles that some present MangaNinja overlay needs (its file lacks keys of its module).
+
+    If the overlays are complete state dicts, the 3.4 GB SD1.5 UNet and the 1.4 GB line-art ControlNet
+    weights are never read, so they need not be downloaded.
+    """
+    root = Path(root)
+    needed = []
+    for overlay, base in layout.BASE_FOR_OVERLAY.items():
+        path = layout.find(root, overlay)
+        if path is None or base in needed:
+            continue
+        have = set(TensorFile(path).keys())
+        if _expected_keys(overlay, root) - have:
+            needed.append(base)
+    return needed
+
+
+def ensure_models(root: str | Path, *, progress=None, endpoint: str | None = None) -> None:
+    """Download whatever the official layout under ``root`` is missing (base weights only if an overlay needs them)."""
+    from .download import download
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    download(root, progress=progress, endpoint=endpoint)
+    bases = base_files_needed(root)
+    if bases:
+        log.info("MangaNinja overlays are partial; fetching base weights: %s", ", ".join(bases))
+        download(root, bases, progress=progress, endpoint=endpoint)

@@ -228,9 +228,7 @@ class MangaNinja:
         runs the guidance rows one by one (about a third of the activation memory, identical results).
         """
         if download:
-            from .download import ensure_models
-
-            ensure_models(root, progress=progress)
+            models.ensure_models(root, progress=progress)
         files = models.ModelFiles.from_folder(root)
         dev = resolve_device(device)
         dtype = resolve_precision(precision, dev)

@@ -1,0 +1,219 @@
+"""Command line: ``python -m mn_core {colorize,parity,download} ...`` (see ``--help`` of each)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  python -m mn_core colorize --models checkpoints --download --reference ref.png --lineart page.png --out out.png
+  python -m mn_core colorize --models checkpoints --reference ref.png --lineart frame.jpg --extract \\
+      --points points.json --steps 30 --seed 7 --out coloured.png
+  python -m mn_core parity ../shared/manganinja/fixtures/cases/extract_points
+"""
+
+POINTS_HELP = """JSON file of matched points, in pixels of the original images:
+{"pairs": [{"reference": [x, y], "lineart": [x, y]}, ...]} (at most 24 pairs; optional "reference_size" /
+"lineart_size": [w, h] are checked against the images). The ComfyUI Point Editor writes the same format."""
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    value = _positive_int(text)
+    if value % 64:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 64, got {value}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mn_core", description="MangaNinja reference-based line-art "
+                                     "colorization (independent implementation of the official inference).",
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log loading and download details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,parity,download}")
+
+    c = sub.add_parser("colorize", help="colour a line art from a reference image",
+                       description="Colour a line art with the colours of a reference image.")
+    c.add_argument("--models", required=True, type=Path, metavar="DIR",
+                   help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
+    c.add_argument("--download", action="store_true",
+                   help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
+    c.add_argument("--reference", required=True, type=Path, metavar="REF", help="coloured reference image")
+    c.add_argument("--lineart", required=True, type=Path, metavar="IMG",
+                   help="line art (white on black or black on white), or with --extract any colour/grey image")
+    c.add_argument("--extract", action="store_true",
+                   help="extract the line art from IMG with the sk_model annotator instead of using it as drawn")
+    c.add_argument("--polarity", choices=("auto", "white_on_black", "black_on_white"), default="auto",
+                   help="how the given line art is drawn (default: auto-detect from the background)")
+    c.add_argument("--points", type=Path, metavar="FILE.json", help=POINTS_HELP)
+    c.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
+    c.add_argument("--guidance-ref", type=_finite, default=9.0,
+                   help="reference guidance scale (default 9; values <= 1 are allowed)")
+    c.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.add_argument("--fit", choices=("letterbox", "stretch"), default="letterbox",
+                   help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
+    c.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
+    c.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="auto: fp16 on GPUs, fp32 on CPU")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    c.add_argument("--low-memory", action="store_true",
+                   help="run guidance rows one at a time and free reference-only models after use (same output)")
+    c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
+    c.add_argument("--lineart-out", type=Path, metavar="PATH", help="also write the line art that was used")
+
+    p = sub.add_parser("parity", help="run a fixture case of the official code and compare every array",
+                       description="Run one parity fixture case (or every case under a fixtures folder) and "
+                                   "compare with the official outputs. Exit code 0 only if everything passes.")
+    p.add_argument("case", type=Path, metavar="CASE_DIR", help="a case folder (with case.json), or a fixtures folder")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda (TF32 is switched off)")
+
+    d = sub.add_parser("download", help="download the missing files of the official layout",
+                       description="Download the files of the official layout that DIR lacks.")
+    d.add_argument("--models", required=True, type=Path, metavar="DIR")
+    return parser
+
+
+def _open_image(path: Path, what: str):
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise CliError(f"{what} {path}: file not found")
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError) as e:
+        raise CliError(f"{what} {path}: not a readable image ({e})") from None
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
+
+
+def cmd_colorize(args) -> int:
+    from .pipeline import MangaNinja
+    from .points import NO_POINTS, parse
+
+    reference = _open_image(args.reference, "--reference")
+    drawing = _open_image(args.lineart, "--lineart")
+    points = NO_POINTS
+    if args.points is not None:
+        if not args.points.is_file():
+            raise CliError(f"--points {args.points}: file not found")
+        points = parse(args.points.read_text(encoding="utf-8"))
+    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
+        raise CliError(f"--out {args.out}: use an image extension such as .png")
+
+    def download_progress(role, done, total):
+        if done == total:
+            print(f"downloaded {role} ({done / 1e6:.1f} MB)", file=sys.stderr)
+
+    mn = MangaNinja.from_folder(args.models, device=args.device, precision=args.precision, download=args.download,
+                                progress=download_progress, sequential_rows=args.low_memory,
+                                free_reference_models=args.low_memory)
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(args.seed)  # draw 1: reference noise, draw 2: initial latents
+    ref = mn.encode_reference(reference, size=args.size, fit=args.fit, generator=generator, seed=args.seed)
+    if args.extract:
+        lineart = mn.extract_lineart(drawing, size=args.size, fit=args.fit)
+    else:
+        lineart = mn.lineart_from_drawing(drawing, size=args.size, fit=args.fit, polarity=args.polarity)
+    bar = []
+
+    def on_step(i, n):
+        if not bar:
+            bar.append(_progress(n, "colorize"))
+        bar[0].update(1)
+
+    try:
+        result = mn.colorize(ref, lineart, points=points, steps=args.steps, guidance_ref=args.guidance_ref,
+                             guidance_point=args.guidance_point, generator=generator, seed=args.seed,
+                             callback=on_step)
+    finally:
+        if bar:
+            bar[0].close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result.image.save(args.out)
+    if args.lineart_out:
+        args.lineart_out.parent.mkdir(parents=True, exist_ok=True)
+        result.lineart.save(args.lineart_out)
+    print(f"wrote {args.out} ({result.image.width}x{result.image.height}, seed {result.seed})")
+    return 0
+
+
+def cmd_parity(args) -> int:
+    from .parity import find_cases, run_case
+
+    cases = find_cases(args.case)
+    if not cases:
+        raise CliError(f"{args.case}: no case.json here (expected a case folder or a fixtures folder with cases/)")
+    ok = True
+    for case in cases:
+        report = run_case(case, device=args.device)
+        print("\n".join(report.lines()))
+        ok = ok and report.passed
+    if len(cases) > 1:
+        print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def cmd_download(args) -> int:
+    from .models import ensure_models
+
+    def progress(role, done, total):
+        if done == total:
+            print(f"{role}: {done / 1e6:.1f} MB", file=sys.stderr)
+
+    ensure_models(args.models, progress=progress)
+    print(f"all model files present under {args.models}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    from .download import DownloadError
+    from .images import ImageError
+    from .loading import CheckpointError
+    from .points import PointsError
+
+    handlers = {"colorize": cmd_colorize, "parity": cmd_parity, "download": cmd_download}
+    try:
+        return handlers[args.command](args)
+    except (CliError, CheckpointError, ImageError, PointsError, DownloadError, ValueError, OSError) as e:
+        message = " ".join(str(e).split())  # one line, whatever the message layout
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,732 @@
+"""Run a real ComfyUI server for integration tests.
+
+Plain functions/classes, meant to be wrapped by pytest fixtures::
+
+    from comfyui_harness import comfyui_server
+
+    with comfyui_server(tmp_path, packs={"comfyui-manganinja": REPO_ROOT},
+                        models_dir=tmp_path / "models") as server:
+        client = server.client
+        assert "MyNode" in client.object_info()
+        entry = client.run_prompt(graph, timeout=60)
+        images = client.fetch_images(entry)
+
+Which ComfyUI:
+
+``MN_COMFYUI_DIR``
+    a ComfyUI source dir (e.g. ``.cache/comfyui-current``). Default: the
+    2024 checkout from :mod:`comfyui_setup` (downloaded on first use).
+``MN_COMFYUI_PYTHON``
+    the interpreter that runs ``main.py``. Default: ``sys.executable``.
+    Current ComfyUI needs more packages than the 2024 one, see
+    ``.cache/venv-current`` in the helper's report.
+
+The shared ComfyUI source dir is never written to by the server: each
+instance is a private dir in which ComfyUI's top-level files are copied
+(``folder_paths``/``main``/``server`` locate output/, input/, temp/, user/,
+models/, custom_nodes/ and extra_model_paths.yaml from
+``os.path.realpath(__file__)``) and its package dirs (comfy/, comfy_extras/,
+web/, app/, ...) are symlinked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+try:  # imported as tests.comfyui_harness or as a top-level module
+    from . import comfyui_setup
+except ImportError:  # pragma: no cover
+    import comfyui_setup  # type: ignore[no-redef]
+
+# Entries of a ComfyUI dir that a running server writes to (or that we
+# generate) and that therefore must be private to each instance.
+PRIVATE_ENTRIES = {"output", "input", "temp", "user", "custom_nodes", "models", "__pycache__",
+                   "extra_model_paths.yaml", "web_custom_versions"}
+
+# model folder name -> sub dir of the models dir given to prepare_instance()
+DEFAULT_MODEL_FOLDERS: dict[str, str] = {
+    "manganinja": "manganinja",
+    "checkpoints": "checkpoints",
+    "controlnet": "controlnet",
+    "clip_vision": "clip_vision",
+    "vae": "vae",
+    "unet": "unet",
+    "diffusion_models": "diffusion_models",
+    "clip": "clip",
+    "text_encoders": "text_encoders",
+    "annotators": "annotators",
+}
+
+# Flags added when the ComfyUI version knows them (checked in comfy/cli_args.py).
+OPTIONAL_FLAGS = [
+    # current ComfyUI: don't import the ~40 comfy_api_nodes modules (faster, no network code)
+    "--disable-api-nodes",
+]
+
+_TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):", re.M)
+
+
+class ComfyUIError(RuntimeError):
+    pass
+
+
+class ServerStartError(ComfyUIError):
+    pass
+
+
+class PromptValidationError(ComfyUIError):
+    """POST /prompt was rejected (HTTP 400)."""
+
+    def __init__(self, error: Any, node_errors: Any, body: Any = None):
+        self.error = error
+        self.node_errors = node_errors
+        self.body = body
+        super().__init__(f"prompt rejected: {json.dumps(error)}; node_errors={json.dumps(node_errors)}")
+
+
+class PromptExecutionError(ComfyUIError):
+    """A prompt finished with status 'error' (exception or interrupt)."""
+
+    def __init__(self, prompt_id: str, entry: dict):
+        self.prompt_id = prompt_id
+        self.entry = entry
+        self.messages = history_messages(entry)
+        super().__init__(f"prompt {prompt_id} failed: {json.dumps(self.messages)[:4000]}")
+
+
+# --------------------------------------------------------------------------------------
+# locating ComfyUI
+# --------------------------------------------------------------------------------------
+
+def comfyui_source_dir() -> Path:
+    """$MN_COMFYUI_DIR, else the 2024 checkout (downloaded/extracted on first use)."""
+    env = os.environ.get("MN_COMFYUI_DIR")
+    if env:
+        path = Path(env).expanduser().resolve()
+        if not (path / "main.py").is_file():
+            raise ComfyUIError(f"MN_COMFYUI_DIR={env} has no main.py")
+        return path
+    return comfyui_setup.ensure_comfyui_2024(quiet=True)
+
+
+def comfyui_python() -> str:
+    """$MN_COMFYUI_PYTHON (a path, made absolute, or a name on PATH), else sys.executable."""
+    env = os.environ.get("MN_COMFYUI_PYTHON")
+    if not env:
+        return sys.executable
+    return os.path.abspath(env) if os.sep in env else env
+
+
+def comfyui_version(source: Path) -> str:
+    """'0.3.64' from comfyui_version.py; 2024 checkouts have none."""
+    vf = Path(source) / "comfyui_version.py"
+    if vf.is_file():
+        m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", vf.read_text())
+        if m:
+            return m.group(1)
+    marker = Path(source) / comfyui_setup.MARKER
+    if marker.is_file() and comfyui_setup.COMFYUI_2024_COMMIT in marker.read_text():
+        return "2024-03-22+" + comfyui_setup.COMFYUI_2024_COMMIT[:8]
+    return "unknown"
+
+
+def supported_flags(source: Path, flags: Iterable[str]) -> list[str]:
+    cli = (Path(source) / "comfy" / "cli_args.py").read_text()
+    return [f for f in flags if f'"{f}"' in cli or f"'{f}'" in cli]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------
+# private instance dir
+# --------------------------------------------------------------------------------------
+
+def write_extra_model_paths(path: Path, models_dir: Path,
+                            model_folders: Mapping[str, str] = DEFAULT_MODEL_FOLDERS,
+                            section: str = "mn_tests") -> Path:
+    """Write an extra_model_paths.yaml mapping each folder name to models_dir/<sub>.
+
+    Unknown folder names (e.g. ``manganinja``) are created by ComfyUI via
+    folder_paths.add_model_folder_path() with an empty extension set, which
+    get_filename_list() treats as "any file".
+    """
+    models_dir = Path(models_dir).resolve()
+    lines = [f"{section}:", f"    base_path: {json.dumps(str(models_dir))}"]
+    for name, sub in model_folders.items():
+        (models_dir / sub).mkdir(parents=True, exist_ok=True)
+        lines.append(f"    {name}: {json.dumps(sub)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def prepare_instance(
+    instance_dir: str | os.PathLike,
+    *,
+    source: str | os.PathLike | None = None,
+    packs: Mapping[str, str | os.PathLike] | None = None,
+    models_dir: str | os.PathLike | None = None,
+    model_folders: Mapping[str, str] = DEFAULT_MODEL_FOLDERS,
+    builtin_custom_nodes: bool = True,
+) -> Path:
+    """Create a private ComfyUI dir at instance_dir and return it.
+
+    packs: {folder name in custom_nodes/: pack dir or .py file} (symlinked).
+    models_dir: if given, extra_model_paths.yaml points model_folders there.
+    builtin_custom_nodes: copy ComfyUI's own custom_nodes/*.py (e.g.
+        websocket_image_save.py in 2024) like a fresh checkout would have.
+    """
+    src = Path(source).resolve() if source else comfyui_source_dir()
+    root = Path(instance_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise ComfyUIError(f"instance dir {root} is not empty")
+
+    for entry in sorted(src.iterdir()):
+        name = entry.name
+        if name in PRIVATE_ENTRIES or name.startswith(".git"):
+            continue
+        if entry.is_dir():
+            (root / name).symlink_to(entry, target_is_directory=True)
+        else:
+            shutil.copy2(entry, root / name)
+
+    if (src / "__pycache__").is_dir():  # bytecode of the copied top-level files
+        shutil.copytree(src / "__pycache__", root / "__pycache__")
+    for name in ("output", "temp", "user"):
+        (root / name).mkdir()
+    if (src / "input").is_dir():
+        shutil.copytree(src / "input", root / "input", symlinks=True)
+    else:
+        (root / "input").mkdir()
+    if (src / "models").is_dir():  # only placeholders + small yaml configs
+        shutil.copytree(src / "models", root / "models", symlinks=True)
+    else:
+        (root / "models").mkdir()
+
+    custom_nodes = root / "custom_nodes"
+    custom_nodes.mkdir()
+    if builtin_custom_nodes and (src / "custom_nodes").is_dir():
+        for f in (src / "custom_nodes").iterdir():
+            if f.is_file():
+                shutil.copy2(f, custom_nodes / f.name)
+    for name, target in (packs or {}).items():
+        target = Path(target).resolve()
+        if not target.exists():
+            raise ComfyUIError(f"pack {name}: {target} does not exist")
+        (custom_nodes / name).symlink_to(target, target_is_directory=target.is_dir())
+
+    if models_dir is not None:
+        write_extra_model_paths(root / "extra_model_paths.yaml", Path(models_dir), model_folders)
+    return root
+
+
+# --------------------------------------------------------------------------------------
+# HTTP client
+# --------------------------------------------------------------------------------------
+
+def history_messages(entry: dict) -> list:
+    return ((entry or {}).get("status") or {}).get("messages") or []
+
+
+def history_status(entry: dict) -> str | None:
+    """'success', 'error' or None (not finished / no status)."""
+    return ((entry or {}).get("status") or {}).get("status_str")
+
+
+def was_interrupted(entry: dict) -> bool:
+    return any(m[0] == "execution_interrupted" for m in history_messages(entry))
+
+
+def execution_error(entry: dict) -> dict | None:
+    """The execution_error message data of a failed prompt, if any."""
+    for event, data in history_messages(entry):
+        if event == "execution_error":
+            return data
+    return None
+
+
+def output_images(entry: dict, node_id: str | None = None) -> list[dict]:
+    """[{'filename', 'subfolder', 'type'}, ...] from the 'images' ui outputs."""
+    out = []
+    for nid, ui in (entry.get("outputs") or {}).items():
+        if node_id is not None and str(nid) != str(node_id):
+            continue
+        out.extend(ui.get("images") or [])
+    return out
+
+
+class ComfyUIClient:
+    """Minimal stdlib client for the ComfyUI HTTP API (unprefixed routes,
+    which both 2024 and current ComfyUI serve; current also serves /api/...)."""
+
+    def __init__(self, base_url: str, client_id: str | None = None, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id or uuid.uuid4().hex
+        self.timeout = timeout
+
+    # -- raw -------------------------------------------------------------------------
+    def request(self, method: str, path: str, data: bytes | None = None,
+                headers: Mapping[str, str] | None = None, timeout: float | None = None
+                ) -> tuple[int, bytes, Any]:
+        """Return (status, body, headers); HTTP errors are returned, not raised."""
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                return resp.status, resp.read(), resp.headers
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), e.headers
+
+    def get(self, path: str, **query: Any) -> bytes:
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        status, body, _ = self.request("GET", path)
+        if status != 200:
+            raise ComfyUIError(f"GET {path}: HTTP {status}: {body[:2000]!r}")
+        return body
+
+    def get_json(self, path: str, **query: Any) -> Any:
+        return json.loads(self.get(path, **query))
+
+    def post_json(self, path: str, payload: Any) -> tuple[int, bytes]:
+        status, body, _ = self.request("POST", path, json.dumps(payload).encode(),
+                                       {"Content-Type": "application/json"})
+        return status, body
+
+    # -- info ------------------------------------------------------------------------
+    def is_up(self) -> bool:
+        try:
+            status, _, _ = self.request("GET", "/system_stats", timeout=2)
+            return status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def system_stats(self) -> dict:
+        return self.get_json("/system_stats")
+
+    def object_info(self, node_class: str | None = None) -> dict:
+        if node_class is None:
+            return self.get_json("/object_info")
+        return self.get_json("/object_info/" + urllib.parse.quote(node_class))
+
+    def extensions(self) -> list[str]:
+        return self.get_json("/extensions")
+
+    def queue(self) -> dict:
+        return self.get_json("/queue")
+
+    # -- prompts ---------------------------------------------------------------------
+    def queue_prompt(self, prompt: Mapping[str, Any], extra_data: Mapping[str, Any] | None = None,
+                     client_id: str | None = None) -> str:
+        """POST /prompt (API-format graph); return prompt_id or raise PromptValidationError."""
+        payload: dict[str, Any] = {"prompt": prompt, "client_id": client_id or self.client_id}
+        if extra_data:
+            payload["extra_data"] = dict(extra_data)
+        status, body = self.post_json("/prompt", payload)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if status != 200 or not isinstance(data, dict) or "prompt_id" not in data:
+            if isinstance(data, dict):
+                raise PromptValidationError(data.get("error"), data.get("node_errors"), data)
+            raise ComfyUIError(f"POST /prompt: HTTP {status}: {body[:2000]!r}")
+        if data.get("node_errors"):  # accepted, but some outputs were dropped
+            raise PromptValidationError("some outputs failed validation", data["node_errors"], data)
+        return data["prompt_id"]
+
+    def history(self, prompt_id: str | None = None) -> dict:
+        if prompt_id is None:
+            return self.get_json("/history")
+        return self.get_json("/history/" + urllib.parse.quote(prompt_id))
+
+    def wait_for_prompt(self, prompt_id: str, timeout: float = 60.0, poll: float = 0.1,
+                        check: bool = True) -> dict:
+        """Poll /history/<id> until the prompt is done; return its history entry.
+
+        check=True raises PromptExecutionError for status 'error' (this
+        includes interrupted prompts, see was_interrupted()).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = self.history(prompt_id).get(prompt_id)
+            if entry is not None and (entry.get("status") is None or history_status(entry)):
+                if check and history_status(entry) == "error":
+                    raise PromptExecutionError(prompt_id, entry)
+                return entry
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prompt {prompt_id} not finished after {timeout}s; queue={self.queue()}")
+            time.sleep(poll)
+
+    def run_prompt(self, prompt: Mapping[str, Any], timeout: float = 60.0, check: bool = True,
+                   extra_data: Mapping[str, Any] | None = None) -> dict:
+        """Queue a prompt and wait for it; the entry gets 'prompt_id' added."""
+        prompt_id = self.queue_prompt(prompt, extra_data=extra_data)
+        entry = self.wait_for_prompt(prompt_id, timeout=timeout, check=check)
+        entry = dict(entry)
+        entry["prompt_id"] = prompt_id
+        return entry
+
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """POST /interrupt. prompt_id is honoured by current ComfyUI only
+        (2024 always interrupts whatever runs)."""
+        status, body = self.post_json("/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
+        if status != 200:
+            raise ComfyUIError(f"POST /interrupt: HTTP {status}: {body[:500]!r}")
+
+    def clear_queue(self) -> None:
+        self.post_json("/queue", {"clear": True})
+
+    def free(self, unload_models: bool = True, free_memory: bool = True) -> None:
+        self.post_json("/free", {"unload_models": unload_models, "free_memory": free_memory})
+
+    # -- files -----------------------------------------------------------------------
+    def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
+        return self.get("/view", filename=filename, subfolder=subfolder, type=type)
+
+    def fetch_images(self, entry: dict, node_id: str | None = None) -> list[tuple[dict, bytes]]:
+        """[(image_info, png_bytes), ...] for the 'images' ui outputs of a history entry."""
+        return [(info, self.view(info["filename"], info.get("subfolder", ""), info.get("type", "output")))
+                for info in output_images(entry, node_id)]
+
+    def upload_image(self, image: str | os.PathLike | bytes, name: str | None = None,
+                     subfolder: str = "", type: str = "input", overwrite: bool = True) -> dict:
+        """POST /upload/image (multipart); returns {'name', 'subfolder', 'type'}."""
+        if isinstance(image, (bytes, bytearray)):
+            data, name = bytes(image), name or "upload.png"
+        else:
+            data, name = Path(image).read_bytes(), name or Path(image).name
+        fields = {"subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false"}
+        boundary = "----mn" + uuid.uuid4().hex
+        parts = []
+        for k, v in fields.items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+        )
+        parts.append(f"--{boundary}--\r\n".encode())
+        status, body, _ = self.request("POST", "/upload/image", b"".join(parts),
+                                       {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        if status != 200:
+            raise ComfyUIError(f"POST /upload/image: HTTP {status}: {body[:500]!r}")
+        return json.loads(body)
+
+    # -- websocket -------------------------------------------------------------------
+    def websocket(self) -> "WebSocketListener":
+        """A started listener on /ws?clientId=<self.client_id> (stop() it, or use `with`)."""
+        return WebSocketListener(self.base_url, self.client_id).start()
+
+
+class WebSocketListener:
+    """Collects /ws messages in a background thread (needs aiohttp, which
+    ComfyUI itself requires). JSON messages are kept as dicts
+    ({'type': 'progress', 'data': {...}}); binary frames (previews) as
+    {'type': 'binary', 'size': n}."""
+
+    def __init__(self, base_url: str, client_id: str):
+        self.url = base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + \
+            "/ws?clientId=" + urllib.parse.quote(client_id)
+        self.messages: list[dict] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop = None
+        self._stop = None
+        self._connected = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> "WebSocketListener":
+        self._thread = threading.Thread(target=self._run, name="comfyui-ws", daemon=True)
+        self._thread.start()
+        if not self._connected.wait(timeout):
+            raise ComfyUIError(f"websocket {self.url} did not connect: {self.error!r}")
+        if self.error:
+            raise ComfyUIError(f"websocket {self.url} failed: {self.error!r}")
+        return self
+
+    def _run(self) -> None:
+        import asyncio
+
+        import aiohttp
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.ws_connect(self.url, heartbeat=30) as ws:
+                        self._connected.set()
+                        stop_task = asyncio.ensure_future(self._stop.wait())
+                        while not self._stop.is_set():
+                            recv = asyncio.ensure_future(ws.receive())
+                            done, _ = await asyncio.wait({recv, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                            if recv not in done:
+                                recv.cancel()
+                                break
+                            msg = recv.result()
+                            if msg.type == aiohttp.WSMsgType.TEXT:
+                                self._add(json.loads(msg.data))
+                            elif msg.type == aiohttp.WSMsgType.BINARY:
+                                self._add({"type": "binary", "size": len(msg.data)})
+                            else:  # CLOSE/CLOSED/ERROR
+                                break
+                        stop_task.cancel()
+            except BaseException as e:  # noqa: BLE001 - reported via .error
+                self.error = e
+            finally:
+                self._connected.set()
+
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(main())
+        finally:
+            self._loop.close()
+
+    def _add(self, msg: dict) -> None:
+        with self._cond:
+            self.messages.append(msg)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+        """Block until a message matching predicate arrives (also checks old ones)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for msg in self.messages[seen:]:
+                    if predicate(msg):
+                        return msg
+                seen = len(self.messages)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no matching websocket message in {timeout}s; "
+                                       f"got types {[m.get('type') for m in self.messages][-30:]}")
+                self._cond.wait(left)
+
+    def of_type(self, type_: str, prompt_id: str | None = None) -> list[dict]:
+        with self._cond:
+            return [m for m in self.messages if m.get("type") == type_ and
+                    (prompt_id is None or (m.get("data") or {}).get("prompt_id") in (prompt_id, None))]
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> "WebSocketListener":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------
+# server process
+# --------------------------------------------------------------------------------------
+
+try:  # loaded in the parent: the preexec_fn below must not take locks after fork()
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:  # pragma: no cover
+    _LIBC = None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGTERM the server if the test process dies without teardown."""
+    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def find_tracebacks(text: str, context: int = 40) -> list[str]:
+    """Each 'Traceback (most recent call last):' block (up to `context` lines)."""
+    lines = text.splitlines()
+    return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines)
+            if _TRACEBACK_RE.match(line)]
+
+
+class ComfyUIServer:
+    """One `python main.py --cpu ...` process running in a prepared instance dir."""
+
+    def __init__(self, instance_dir: str | os.PathLike, *, python: str | None = None,
+                 port: int | None = None, extra_args: Iterable[str] = (),
+                 env: Mapping[str, str] | None = None, log_path: str | os.PathLike | None = None):
+        self.instance_dir = Path(instance_dir)
+        self.python = python or comfyui_python()
+        self.port = port
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+        self.log_path = Path(log_path) if log_path else self.instance_dir / "comfyui.log"
+        self.proc: subprocess.Popen | None = None
+        self._log_fh = None
+        self.startup_seconds: float | None = None
+        self.version = comfyui_version(self.instance_dir)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> ComfyUIClient:
+        return ComfyUIClient(self.base_url)
+
+    def command(self) -> list[str]:
+        args = [self.python, "-u", "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                "--disable-auto-launch"]
+        args += supported_flags(self.instance_dir, OPTIONAL_FLAGS)
+        return args + self.extra_args
+
+    def start(self, timeout: float = 120.0, retries: int = 3) -> "ComfyUIServer":
+        fixed_port = self.port is not None
+        for attempt in range(retries):
+            if not fixed_port:
+                self.port = free_port()
+            try:
+                self._start_once(timeout)
+                return self
+            except ServerStartError:
+                port_clash = "address already in use" in self.read_log().lower()
+                self.stop()
+                if fixed_port or not port_clash or attempt == retries - 1:
+                    raise
+        return self
+
+    def _start_once(self, timeout: float) -> None:
+        env = dict(os.environ)
+        env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
+                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
+                    "TQDM_DISABLE": "1"})
+        env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_fh = open(self.log_path, "ab")
+        self._log_fh.write(f"### {' '.join(self.command())}\n".encode())
+        self._log_fh.flush()
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.instance_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=self._log_fh, stderr=subprocess.STDOUT,
+            start_new_session=True,  # keep terminal Ctrl-C for pytest; teardown stops us
+            preexec_fn=_die_with_parent if _LIBC is not None else None,
+        )
+        client = ComfyUIClient(self.base_url)
+        deadline = t0 + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerStartError(f"ComfyUI exited with {self.proc.returncode} during startup\n"
+                                       f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
+            if client.is_up():
+                self.startup_seconds = time.monotonic() - t0
+                return
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"ComfyUI did not answer within {timeout}s\n"
+                                       f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """terminate(), then kill() after timeout; returns the exit code."""
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout)
+            rc = self.proc.returncode
+            self.proc = None
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+        return rc
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.read_log().splitlines()[-lines:])
+
+    def tracebacks(self) -> list[str]:
+        return find_tracebacks(self.read_log())
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.read_log())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pattern!r} not in log after {timeout}s\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.instance_dir / "output"
+
+    @property
+    def input_dir(self) -> Path:
+        return self.instance_dir / "input"
+
+    def __enter__(self) -> "ComfyUIServer":
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def comfyui_server(
+    base_dir: str | os.PathLike,
+    *,
+    packs: Mapping[str, str | os.PathLike] | None = None,
+    models_dir: str | os.PathLike | None = None,
+    model_folders: Mapping[str, str] = DEFAULT_MODEL_FOLDERS,
+    source: str | os.PathLike | None = None,
+    python: str | None = None,
+    extra_args: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+    startup_timeout: float = 120.0,
+) -> Iterator[ComfyUIServer]:
+    """prepare_instance(base_dir/'comfyui') + start; stops on exit.
+
+    The log is base_dir/'comfyui.log' (outside the instance dir).
+    """
+    base = Path(base_dir)
+    root = prepare_instance(base / "comfyui", source=source, packs=packs, models_dir=models_dir,
+                            model_folders=model_folders)
+    server = ComfyUIServer(root, python=python, extra_args=extra_args, env=env,
+                           log_path=base / "comfyui.log")
+    try:
+        server.start(timeout=startup_timeout)
+        yield server
+    finally:
+        server.stop()
