@@ -136,12 +136,23 @@ class Source:
     """Where some keys of a module come from: a file, an optional key mapping, and what it may hold beyond them."""
 
     def __init__(self, file: TensorFile, *, rename=None, prefix: str = "", allow_extra: Iterable[str] = (),
-                 allow_any_extra: bool = False):
+                 allow_any_extra: bool = False, convert=None):
         self.file = file
         self.prefix = prefix  # only file keys starting with this are considered (and it is stripped)
         self.rename = rename  # optional callable: file key (prefix stripped) -> module key
         self.allow_extra = tuple(allow_extra)  # prefixes of module-key names that may be present and are ignored
         self.allow_any_extra = allow_any_extra  # base files (e.g. a whole CLIP model for one tower)
+        self.convert = convert  # optional callable (module key, tensor) -> tensor, for other file formats
+
+    def load(self, module_key: str, file_key: str) -> torch.Tensor:
+        t = self.file.get(file_key)
+        return self.convert(module_key, t) if self.convert is not None else t
+
+    def shape(self, module_key: str, file_key: str) -> tuple[int, ...]:
+        shape = self.file.shape(file_key)
+        if self.convert is not None:  # formats that reshape: check the converted shape
+            shape = tuple(self.convert(module_key, torch.empty(shape, device="meta")).shape)
+        return shape
 
     def mapping(self) -> dict[str, str]:
         """module key -> file key."""
@@ -199,7 +210,7 @@ def load_module(module: nn.Module, sources: list[Source], *, what: str, dtype: t
         bad_shapes = []
         for mk, fk in mapping.items():
             if mk in expected and mk not in chosen:
-                shape = src.file.shape(fk)
+                shape = src.shape(mk, fk)
                 if shape != expected[mk]:
                     bad_shapes.append(f"{mk} {shape} (expected {expected[mk]})")
                     continue
@@ -217,7 +228,7 @@ def load_module(module: nn.Module, sources: list[Source], *, what: str, dtype: t
 
     state = {}
     for mk, (src, fk) in chosen.items():
-        t = src.file.get(fk)
+        t = src.load(mk, fk)
         if dtype is not None and t.is_floating_point():
             t = t.to(device=device, dtype=dtype)
         else:

@@ -7,6 +7,7 @@ tensor shapes), never from constants, so tiny test checkpoints load through exac
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -27,35 +28,52 @@ REFERENCE_UNET_IGNORED = ("conv_norm_out.", "conv_out.")
 
 @dataclass
 class ModelFiles:
-    """Every file the pipeline reads. ``None`` marks an optional file that is absent."""
+    """Every file the pipeline reads. ``None`` marks an optional file that is absent.
+
+    The official layout provides all of them. ComfyUI users may already have some networks as single files in
+    ComfyUI's own folders; those come in as overrides: ``clip_vision`` (a CLIP ViT-L/14 vision tower with its
+    projection), ``clip_text`` (the matching text tower, e.g. SD1.5's clip_l, only used for the null token),
+    ``vae`` and ``controlnet_base`` (diffusers or original single-file key names). Configs that such files lack
+    are read from their weights' shapes.
+    """
 
     scheduler_config: Path
     unet_config: Path
-    vae_config: Path
-    vae: Path
-    clip_config: Path
-    clip: Path
     controlnet_config: Path
     annotator: Path
     denoising_unet: Path
     reference_unet: Path
     controlnet: Path
     point_net: Path
+    vae: Path
+    vae_config: Path | None = None
+    clip: Path | None = None
+    clip_config: Path | None = None
+    clip_vision: Path | None = None
+    clip_text: Path | None = None
     unet_base: Path | None = None
     controlnet_base: Path | None = None
 
     @classmethod
-    def from_folder(cls, root: str | Path) -> ModelFiles:
-        """The files of the official layout under ``root``; raises CheckpointError listing what is missing."""
+    def from_folder(cls, root: str | Path, overrides: dict[str, str | Path] | None = None) -> ModelFiles:
+        """The files of the official layout under ``root`` (plus overrides); raises CheckpointError listing what
+        is missing, with where each file comes from."""
         root = Path(root)
-        if not root.is_dir():
-            raise CheckpointError(f"{root}: models folder not found")
-        found, missing = {}, []
-        for f in fields(cls):
-            path = layout.find(root, f.name)
-            if path is None and not layout.BY_ROLE[f.name].base_only:
-                missing.append(layout.BY_ROLE[f.name])
-            found[f.name] = path
+        overrides = {k: Path(v) for k, v in (overrides or {}).items() if v is not None}
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown model file roles: {sorted(unknown)}")
+        for role, path in overrides.items():
+            if not path.is_file():
+                raise CheckpointError(f"{path}: file not found (given for {role})")
+        found = {f.name: overrides.get(f.name) or (layout.find(root, f.name) if f.name in layout.BY_ROLE else None)
+                 for f in fields(cls)}
+        optional = {r for r, lf in layout.BY_ROLE.items() if lf.base_only}
+        if found["clip_vision"] is not None and found["clip_text"] is not None:
+            optional |= {"clip", "clip_config"}
+        if "vae" in overrides:
+            optional.add("vae_config")
+        missing = [layout.BY_ROLE[r] for r in layout.BY_ROLE if found.get(r) is None and r not in optional]
         if missing:
             lines = "\n  ".join(f"{root / m.path}   (from https://huggingface.co/{m.repo}, file {m.repo_file})"
                                 for m in missing)
@@ -137,13 +155,76 @@ def load_controlnet(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> n
     if order != "rgb":
         raise CheckpointError(f"{files.controlnet_config}: channel order {order!r}; the line-art ControlNet uses 'rgb'")
     net = build_controlnet(config)
-    return load_module(net, _overlay_and_base(files.controlnet, files.controlnet_base), what="ControlNet",
-                       dtype=dtype, device=device)
+    sources = [Source(TensorFile(files.controlnet))]
+    if files.controlnet_base is not None:
+        sources.append(_maybe_original(TensorFile(files.controlnet_base), net, "controlnet", config))
+    return load_module(net, sources, what="ControlNet", dtype=dtype, device=device)
+
+
+def _maybe_original(file: TensorFile, module: nn.Module, kind: str, config: dict) -> Source:
+    """A Source for a file in diffusers names, or in the original single-file names (converted)."""
+    from . import convert
+
+    keys = file.keys()
+    if kind == "vae" and convert.is_ldm_vae(keys):
+        names = convert.ldm_names(module.state_dict(keep_vars=True).keys(), "vae", config)
+        inverse = {v: k for k, v in names.items()}
+        return Source(file, rename=lambda k: inverse.get(k, k), convert=convert.vae_tensor_to_diffusers,
+                      allow_any_extra=True)
+    if kind == "controlnet" and convert.is_ldm_controlnet(keys):
+        names = convert.ldm_names(module.state_dict(keep_vars=True).keys(), "controlnet", config)
+        inverse = {v: k for k, v in names.items()}
+        prefix = "control_model." if any(k.startswith("control_model.") for k in keys) else ""
+        return Source(file, prefix=prefix, rename=lambda k: inverse.get(k, k))
+    return Source(file)
+
+
+def _shapes(file: TensorFile) -> dict[str, tuple[int, ...]]:
+    return {k: file.shape(k) for k in file.keys()}
+
+
+def infer_vae_config(file: TensorFile) -> dict:
+    """An AutoencoderKL config from a VAE file's shapes (diffusers or original names)."""
+    from . import convert
+
+    shapes = _shapes(file)
+    if convert.is_ldm_vae(shapes):
+        levels = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down."))
+        widths = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
+        layers = len({k.split(".")[4] for k in shapes if k.startswith("encoder.down.0.block.")})
+    else:
+        levels = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down_blocks."))
+        widths = [shapes[f"encoder.down_blocks.{i}.resnets.0.conv1.weight"][0] for i in range(levels)]
+        layers = len({k.split(".")[4] for k in shapes if k.startswith("encoder.down_blocks.0.resnets.")})
+    try:
+        latent = shapes["quant_conv.weight"][0] // 2
+        cfg = {"block_out_channels": widths, "layers_per_block": layers, "latent_channels": latent,
+               "in_channels": shapes["encoder.conv_in.weight"][1], "out_channels": shapes["decoder.conv_out.weight"][0],
+               "down_block_types": ["DownEncoderBlock2D"] * levels, "up_block_types": ["UpDecoderBlock2D"] * levels,
+               "norm_num_groups": 32, "act_fn": "silu", "sample_size": 512}
+    except KeyError as e:
+        raise CheckpointError(f"{file.path}: not a VAE checkpoint (no {e})") from None
+    return cfg
 
 
 def load_vae(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
-    vae = build_vae(read_json(files.vae_config))
-    return load_module(vae, [Source(TensorFile(files.vae))], what="VAE", dtype=dtype, device=device)
+    file = TensorFile(files.vae)
+    config = read_json(files.vae_config) if files.vae_config is not None else infer_vae_config(file)
+    vae = build_vae(config)
+    return load_module(vae, [_maybe_original(file, vae, "vae", config)], what="VAE", dtype=dtype, device=device)
+
+
+def _tower_prefix(file: TensorFile, marker: str) -> str | None:
+    """The prefix in front of ``marker`` (e.g. 'text_model.embeddings.token_embedding.weight') in this file."""
+    for k in file.keys():
+        if k.endswith(marker):
+            return k[: -len(marker)]
+    return None
+
+
+def _count_layers(shapes, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"encoder\.layers\.(\d+)\.")
+    return len({m.group(1) for k in shapes if (m := pattern.match(k))})
 
 
 def _clip_config(files: ModelFiles):
@@ -156,21 +237,70 @@ def _clip_config(files: ModelFiles):
     return CLIPConfig.from_dict(raw)
 
 
-def _tower_source(file: TensorFile, module: nn.Module, prefix: str) -> Source:
-    """The CLIP file holds both towers; newer transformers drop the tower prefix from a tower's own keys."""
+def _vision_config(files: ModelFiles, file: TensorFile, prefix: str):
+    """From the layout's CLIP config, or (single vision file) from the shapes, with CLIP's 64-wide heads."""
+    from transformers import CLIPVisionConfig
+
+    if files.clip_config is not None:
+        config = _clip_config(files)
+        vision = config.vision_config
+        vision.projection_dim = config.projection_dim
+        return vision
+    shapes = _shapes(file)
+    p = prefix + "vision_model."
+    hidden, _, patch, _ = shapes[p + "embeddings.patch_embedding.weight"]
+    positions = shapes[p + "embeddings.position_embedding.weight"][0]
+    projection = shapes.get(prefix + "visual_projection.weight")
+    if projection is None:
+        raise CheckpointError(f"{file.path}: a CLIP vision model without 'visual_projection' (MangaNinja uses the "
+                              "projected image embedding: choose a CLIP ViT-L/14 file *with projection*)")
+    return CLIPVisionConfig(hidden_size=hidden, intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0],
+                            num_hidden_layers=_count_layers(shapes, p), num_attention_heads=hidden // 64,
+                            patch_size=patch, image_size=patch * round((positions - 1) ** 0.5),
+                            projection_dim=projection[0], hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+def _text_config(files: ModelFiles, file: TensorFile, prefix: str):
+    from transformers import CLIPTextConfig
+
+    if files.clip_config is not None and files.clip_text is None:
+        return _clip_config(files).text_config
+    shapes = _shapes(file)
+    p = prefix + "text_model."
+    vocab, hidden = shapes[p + "embeddings.token_embedding.weight"]
+    if vocab != 49408:
+        raise CheckpointError(f"{file.path}: text model vocabulary {vocab}; expected CLIP's 49408 tokens")
+    return CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, num_attention_heads=hidden // 64,
+                          intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0],
+                          num_hidden_layers=_count_layers(shapes, p),
+                          max_position_embeddings=shapes[p + "embeddings.position_embedding.weight"][0],
+                          hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407)
+
+
+def _tower(files: ModelFiles, override: Path | None, marker: str, what: str) -> tuple[TensorFile, str]:
+    path = override or files.clip
+    file = TensorFile(path)
+    prefix = _tower_prefix(file, marker)
+    if prefix is None:
+        raise CheckpointError(f"{path}: no {what} in this file (no key ending in '{marker}')")
+    return file, prefix
+
+
+def _tower_source(file: TensorFile, module: nn.Module, prefix: str, tower: str) -> Source:
+    """Newer transformers drop the tower prefix (``text_model.``) from a tower's own state dict keys."""
     keys = module.state_dict(keep_vars=True).keys()
-    strip = "" if any(k.startswith(prefix) for k in keys) else prefix
+    strip = prefix if any(k.startswith(tower) for k in keys) else prefix + tower
     return Source(file, prefix=strip, allow_any_extra=True)
 
 
 def load_clip_vision(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
     """CLIPVisionModelWithProjection: its ``image_embeds`` (projected CLS token) are MangaNinja's context."""
-    config = _clip_config(files)
-    vision = config.vision_config
-    vision.projection_dim = config.projection_dim
-    model = build_clip_vision(vision)
-    return load_module(model, [_tower_source(TensorFile(files.clip), model, "vision_model.")],
-                       what="CLIP vision model", dtype=dtype, device=device)
+    file, prefix = _tower(files, files.clip_vision, "vision_model.embeddings.patch_embedding.weight",
+                          "CLIP vision model")
+    model = build_clip_vision(_vision_config(files, file, prefix))
+    # vision_model.* and visual_projection.* both sit under the file's prefix.
+    return load_module(model, [Source(file, prefix=prefix, allow_any_extra=True)], what="CLIP vision model",
+                       dtype=dtype, device=device)
 
 
 def compute_null_context(files: ModelFiles) -> torch.Tensor:
@@ -179,9 +309,10 @@ def compute_null_context(files: ModelFiles) -> torch.Tensor:
     The empty prompt tokenises to [BOS, EOS] (49406, 49407 for CLIP), so no tokenizer files are needed. The text
     model is built, used once in float32 on the CPU, and dropped.
     """
-    config = _clip_config(files).text_config
+    file, prefix = _tower(files, files.clip_text, "text_model.embeddings.token_embedding.weight", "CLIP text model")
+    config = _text_config(files, file, prefix)
     model = build_clip_text(config)
-    load_module(model, [_tower_source(TensorFile(files.clip), model, "text_model.")], what="CLIP text model",
+    load_module(model, [_tower_source(file, model, prefix, "text_model.")], what="CLIP text model",
                 dtype=torch.float32)
     ids = torch.tensor([[config.bos_token_id, config.eos_token_id]])
     with torch.inference_mode():

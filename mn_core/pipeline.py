@@ -93,6 +93,15 @@ def module_loaders(files: models.ModelFiles, dtype: torch.dtype, device="cpu") -
     return {name: (lambda name=name, f=f: prepare_module(name, f())) for name, f in raw.items()}
 
 
+def activation_bytes(size: int, rows: int, dtype: torch.dtype) -> int:
+    """A rough upper bound of one denoising step's activation memory at ``size`` px with ``rows`` guidance rows
+    (SD1.5 widths; the self-attention keys/values are twice the usual length: target + bank). Used to ask a model
+    manager for room before sampling."""
+    latent_area = (size // 8) ** 2
+    per_row = latent_area * 320 * 12 * 4  # the widest level's activations, about a dozen live tensors, fp32 bytes
+    return int(rows * per_row * torch.finfo(dtype).bits / 32) + (size * size * 128 * 4)  # + VAE decode working set
+
+
 class LocalModules:
     """Standalone module owner (ComfyUI supplies its own, backed by its model manager).
 
@@ -146,6 +155,7 @@ class Reference:
     latents: torch.Tensor                  # reference latents the bank was recorded from (1, 4, h, w), float32
     bank: dict[str, torch.Tensor]          # per transformer block: (1, L, C), already in reader precision
     seed: int | None = None
+    seconds: float = 0.0                   # time spent encoding (excluding any model loading)
 
     def to(self, device) -> Reference:
         return replace(self, context=self.context.to(device), latents=self.latents.to(device),
@@ -180,9 +190,19 @@ class ColorizeResult:
     processed_image: Image.Image    # coloured, at the processing size (what the official code outputs)
     latents: torch.Tensor           # final latents (1, 4, h, w), float32
     trace: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # seconds: "prepare", "steps" (list), "decode"
 
 
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> float:
+    """A wall-clock reading after the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+    return time.perf_counter()
 
 
 def _noise(shape, generator: torch.Generator | None, noise: torch.Tensor | None, what: str) -> torch.Tensor:
@@ -252,7 +272,8 @@ class MangaNinja:
         vae = self._module("vae")
         return 2 ** (len(vae.config.block_out_channels) - 1)
 
-    def check_size(self, size: int) -> None:
+    @staticmethod
+    def check_size(size: int) -> None:
         if not isinstance(size, int) or size < 64 or size % 64:
             raise ValueError(f"processing size must be a multiple of 64 (at least 64), got {size!r}")
 
@@ -267,8 +288,9 @@ class MangaNinja:
         processed = fitting.apply(pil, fill=255)
         if noise is None:
             generator, seed = _generator(seed, generator)
-        self.modules.prepare(REFERENCE_MODELS)
+        self.modules.prepare(REFERENCE_MODELS, memory_required=activation_bytes(size, 1, self.dtype))
         device, dtype = self.device, self.dtype
+        t0 = _sync(device)
         clip = self._module("clip_vision")
         pixels = clip_input(processed, size=clip.config.image_size)
         context = clip(pixel_values=pixels.to(device, dtype)).image_embeds[:, None, :]
@@ -285,9 +307,10 @@ class MangaNinja:
             trace.update(clip_pixel_values=pixels, clip_image_embed=context.float().cpu(),
                          ref_posterior_mean=posterior.mean.float().cpu(), ref_posterior_std=posterior.std.float().cpu(),
                          ref_latents=latents.float().cpu(), ref_bank={k: v.float().cpu() for k, v in raw_bank.items()})
+        seconds = _sync(device) - t0
         self.modules.release(REFERENCE_MODELS)
         return Reference(size=size, fit=fitting, image=processed, context=context, latents=latents, bank=bank,
-                         seed=seed)
+                         seed=seed, seconds=seconds)
 
     @torch.inference_mode()
     def extract_lineart(self, image, *, size: int = 512, fit: str = "letterbox", cleanup: bool = True,
@@ -302,14 +325,16 @@ class MangaNinja:
             trace["annotator_lineart_raw"] = values.cpu()
         return self._finish_lineart(values.cpu(), fitting, cleanup, binarize)
 
+    @staticmethod
     @torch.inference_mode()
-    def lineart_from_drawing(self, image, *, size: int = 512, fit: str = "letterbox", polarity: str = "auto",
+    def lineart_from_drawing(image, *, size: int = 512, fit: str = "letterbox", polarity: str = "auto",
                              cleanup: bool = True, binarize: float | None = None) -> Lineart:
         """Line art from a drawing: white on black is used as is (as upstream), black on white is inverted.
+        Needs no network (a static method).
 
         ``polarity``: "auto" (dark background -> white on black), "white_on_black" or "black_on_white".
         """
-        self.check_size(size)
+        MangaNinja.check_size(size)
         pil = to_pil(image, what="line art")
         if pil.mode != "RGB":
             pil = pil.convert("RGB")
@@ -321,7 +346,7 @@ class MangaNinja:
             raise ValueError(f"polarity must be auto, white_on_black or black_on_white, got {polarity!r}")
         fitting = Fit(fit, pil.size, size)
         gray = np.asarray(fitting.apply(pil, fill=255 if invert else 0).convert("L"))
-        return self._finish_lineart(lineart_ops.from_gray(gray, invert), fitting, cleanup, binarize)
+        return MangaNinja._finish_lineart(lineart_ops.from_gray(gray, invert), fitting, cleanup, binarize)
 
     @staticmethod
     def _finish_lineart(values, fitting: Fit, cleanup: bool, binarize: float | None) -> Lineart:
@@ -365,8 +390,12 @@ class MangaNinja:
             generator, seed = _generator(seed, generator)
         z = _noise((1, 4, h, h), generator, noise, "initial latents")
 
-        self.modules.prepare(SAMPLING_MODELS)
+        rows = needed_rows(guidance_ref, guidance_point)
+        self.modules.prepare(SAMPLING_MODELS, memory_required=activation_bytes(
+            reference.size, 1 if self.sequential_rows else len(rows), self.dtype))
         device, dtype = self.device, self.dtype
+        timings = {"steps": []}
+        t0 = _sync(device)
         ref = reference.to(device)
         point_net = self._module("point_net")
         ref_tokens = point_net(maps.reference.to(device, dtype))
@@ -374,7 +403,7 @@ class MangaNinja:
         cond = lineart_ops.to_condition(lineart.values).to(device, dtype)
         controlnet = self._module("controlnet")
         unet = self._module("denoising_unet")
-        inputs = StepInputs(rows=needed_rows(guidance_ref, guidance_point),
+        inputs = StepInputs(rows=rows,
                             null_context=self.null_context.to(device, dtype), image_context=ref.context.to(dtype),
                             cond_embedding=controlnet.controlnet_cond_embedding(cond))
         reader: ReferenceReader = unet.mn_reader
@@ -390,7 +419,14 @@ class MangaNinja:
                 trace["eps_per_step"].append({k: v.cpu() for k, v in eps.items()})
                 return eps
 
+        timings["prepare"] = _sync(device) - t0
+        t_last = time.perf_counter()
+
         def on_step(i, n, latents):
+            nonlocal t_last
+            now = _sync(device)
+            timings["steps"].append(now - t_last)
+            t_last = now
             if trace is not None:
                 trace["latents_per_step"].append(latents.cpu())
             if callback is not None:
@@ -399,12 +435,15 @@ class MangaNinja:
         with reader.bound(ref.bank, ref_tokens, target_tokens, inputs.rows):
             z = sample(denoiser, z.to(device), self.schedule, steps, guidance_ref, guidance_point, on_step)
         self.modules.release(SAMPLING_MODELS)
+        t_decode = time.perf_counter()
         decoded = self.decode(z, trace)
+        timings["decode"] = _sync(device) - t_decode
         if trace is not None:
             trace["decoded_image"] = decoded.cpu()
         processed = Image.fromarray(to_uint8(decoded))
         return ColorizeResult(image=lineart.fit.restore(processed), lineart=lineart.restored(), seed=seed,
-                              processed_image=processed, latents=z.cpu(), trace=trace if trace is not None else {})
+                              processed_image=processed, latents=z.cpu(), trace=trace if trace is not None else {},
+                              timings=timings)
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor, trace: dict | None = None) -> torch.Tensor:

@@ -1,0 +1,26 @@
+"""ComfyUI nodes: thin adapters, each one call into mn_core."""
+
+from .comfy import register_model_folder
+from .lineart import ExtractLineart
+from .load import LoadMangaNinja
+from .points import PointEditor
+from .reference import ReferenceEncode
+from .sampler import ColorizeSampler
+
+register_model_folder()
+
+NODE_CLASS_MAPPINGS = {
+    "MangaNinjaLoader": LoadMangaNinja,
+    "MangaNinjaExtractLineart": ExtractLineart,
+    "MangaNinjaPointEditor": PointEditor,
+    "MangaNinjaReferenceEncode": ReferenceEncode,
+    "MangaNinjaColorizeSampler": ColorizeSampler,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MangaNinjaLoader": "Load MangaNinja",
+    "MangaNinjaExtractLineart": "Extract Lineart",
+    "MangaNinjaPointEditor": "Point Editor",
+    "MangaNinjaReferenceEncode": "Reference Encode",
+    "MangaNinjaColorizeSampler": "Colorize Sampler",
+}

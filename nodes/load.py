@@ -1,0 +1,103 @@
+"""Load MangaNinja: the official checkpoint folder under models/manganinja, optionally downloaded on first run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..mn_core import models
+from ..mn_core.pipeline import PRECISIONS, MangaNinja, module_loaders
+from . import comfy
+
+AUTO = "auto"
+
+
+def _choices(folder: str) -> list[str]:
+    return [AUTO] + comfy.standard_files(folder)
+
+
+def _pick_standard(folder: str, choice: str, auto_names: tuple[str, ...]) -> Path | None:
+    """The file chosen in a standard ComfyUI folder; with "auto", one whose name matches ``auto_names``."""
+    if choice != AUTO:
+        path = comfy.standard_path(folder, choice)
+        if path is None:
+            raise FileNotFoundError(f"{choice} not found in the ComfyUI '{folder}' folder")
+        return Path(path)
+    for name in comfy.standard_files(folder):
+        if any(a in Path(name).name.lower() for a in auto_names):
+            return Path(comfy.standard_path(folder, name))
+    return None
+
+
+class LoadMangaNinja:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "precision": (["auto", "fp16", "bf16", "fp32"], {
+                    "default": "auto", "tooltip": "auto follows ComfyUI's choice for this GPU and its --fp16-unet/"
+                                                  "--bf16-unet/--force-fp32 flags; fp32 reproduces the official "
+                                                  "numbers"}),
+                "download": ("BOOLEAN", {
+                    "default": False, "tooltip": "download missing files from Hugging Face into models/manganinja "
+                                                 "(only when this node runs)"}),
+            },
+            "optional": {
+                "clip_vision": (_choices("clip_vision"), {
+                    "default": AUTO, "tooltip": "CLIP ViT-L/14 *with projection*; auto uses models/manganinja's "
+                                                "clip-vit-large-patch14"}),
+                "vae": (_choices("vae"), {
+                    "default": AUTO, "tooltip": "auto uses the SD1.5 VAE of models/manganinja (the one MangaNinja was "
+                                                "trained with)"}),
+                "controlnet": (_choices("controlnet"), {
+                    "default": AUTO, "tooltip": "the control_v11p_sd15_lineart base, read only if MangaNinja's "
+                                                "controlnet.pth lacks keys; auto finds it in models/controlnet"}),
+            },
+        }
+
+    RETURN_TYPES = ("MANGANINJA_MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+    CATEGORY = "MangaNinja"
+    DESCRIPTION = "Loads MangaNinja (official checkpoint layout in models/manganinja) into ComfyUI's model manager."
+
+    def load(self, precision, download, clip_vision=AUTO, vae=AUTO, controlnet=AUTO):
+        return (load_pipeline(precision, download, clip_vision, vae, controlnet),)
+
+
+def model_files(root: Path, clip_vision=AUTO, vae=AUTO, controlnet=AUTO) -> models.ModelFiles:
+    overrides = {}
+    if clip_vision != AUTO:
+        overrides["clip_vision"] = _pick_standard("clip_vision", clip_vision, ())
+    if vae != AUTO:
+        overrides["vae"] = _pick_standard("vae", vae, ())
+    if models.layout.find(root, "controlnet_base") is None:
+        picked = _pick_standard("controlnet", controlnet, ("control_v11p_sd15_lineart",))
+        if picked is not None:
+            overrides["controlnet_base"] = picked
+    if overrides.get("clip_vision") is not None and models.layout.find(root, "clip") is None:
+        text = _pick_standard("text_encoders", AUTO, ("clip_l",))
+        if text is not None:
+            overrides["clip_text"] = text
+    return models.ModelFiles.from_folder(root, overrides)
+
+
+def _root() -> Path:
+    roots = [Path(r) for r in comfy.model_roots()]
+    for r in roots:
+        if (r / "MangaNinjia").is_dir():
+            return r
+    return roots[0]
+
+
+def load_pipeline(precision: str, download: bool, clip_vision=AUTO, vae=AUTO, controlnet=AUTO) -> MangaNinja:
+    root = _root()
+    if download:
+        bar = comfy.Progress(100)
+        models.ensure_models(root, progress=lambda role, done, total: bar.set(int(100 * done / max(total, 1)), 100))
+    files = model_files(root, clip_vision, vae, controlnet)
+    device = comfy.compute_device()
+    dtype = comfy.auto_precision(device) if precision == "auto" else PRECISIONS[precision]
+    loaders = module_loaders(files, dtype, device="cpu")
+    owner = comfy.make_owner({name: load() for name, load in loaders.items()}, device)
+    return MangaNinja(owner, null_context=models.compute_null_context(files), schedule=models.load_schedule(files),
+                      dtype=dtype)

@@ -1,0 +1,80 @@
+"""Point Editor: matched points between the reference and the line art, kept in the graph as JSON.
+
+The points live in the node's ``points`` STRING widget (the browser widget edits it), so saved workflows, copies
+and headless /prompt calls all carry them. Coordinates are pixels of the ORIGINAL images. KJNodes PointsEditor-
+style coordinate lists can be connected instead (one per image, paired by order).
+"""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+from ..mn_core import points as mn_points
+from ..mn_core.images import to_pil
+from . import comfy
+
+# Pair colours; js/point_editor.js uses the same list so previews and the editor agree.
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
+           "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075",
+           "#a9a9a9", "#ffe119", "#ff6f61", "#2f4f4f", "#7fffd4", "#ff1493")
+
+
+def draw_points(image: Image.Image, xy: list[tuple[float, float]]) -> Image.Image:
+    """The image with each point drawn as a numbered disc in its pair's colour."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    radius = max(4, round(max(out.size) / 80))
+    try:
+        font = ImageFont.load_default(size=max(10, radius * 2))
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for k, (x, y) in enumerate(xy, 1):
+        colour = PALETTE[(k - 1) % len(PALETTE)]
+        cx, cy = int(x) + 0.5, int(y) + 0.5
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline="white", width=2)
+        draw.text((cx + radius + 2, cy - radius - 2), str(k), fill=colour, font=font, stroke_width=2,
+                  stroke_fill="black")
+    return out
+
+
+class PointEditor:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "reference": ("IMAGE",),
+                "lineart": ("IMAGE",),
+                "points": ("STRING", {"default": '{"pairs": []}', "multiline": True,
+                                      "tooltip": 'JSON: {"pairs": [{"reference": [x, y], "lineart": [x, y]}, ...]} '
+                                                 "in pixels of the original images (edited by the widget)"}),
+            },
+            "optional": {
+                "reference_coordinates": ("STRING", {"forceInput": True,
+                                                     "tooltip": 'KJNodes-style [{"x":..,"y":..}, ...] on the '
+                                                                "reference; replaces `points` when connected"}),
+                "lineart_coordinates": ("STRING", {"forceInput": True}),
+            },
+        }
+
+    RETURN_TYPES = ("MANGANINJA_POINTS",)
+    RETURN_NAMES = ("points",)
+    FUNCTION = "run"
+    CATEGORY = "MangaNinja"
+    DESCRIPTION = (f"Click a point on the reference, then the matching point on the line art (up to "
+                   f"{mn_points.MAX_PAIRS} pairs). Drag to move, right-click to delete a pair.")
+
+    def run(self, reference, lineart, points, reference_coordinates=None, lineart_coordinates=None):
+        ref = to_pil(comfy.image_batch(reference, "reference")[0], what="reference")
+        line = to_pil(comfy.image_batch(lineart, "lineart")[0], what="lineart")
+        if reference_coordinates is not None or lineart_coordinates is not None:
+            parsed = mn_points.pairs_from_coordinates(reference_coordinates or "[]", lineart_coordinates or "[]")
+        else:
+            parsed = mn_points.parse(points)
+        parsed = mn_points.Points(parsed.pairs, parsed.reference_size or ref.size, parsed.lineart_size or line.size)
+        mn_points.validate(parsed, ref.size, line.size)
+        previews = [comfy.save_preview(draw_points(ref, [p[0] for p in parsed.pairs]), "manganinja_points_ref"),
+                    comfy.save_preview(draw_points(line, [p[1] for p in parsed.pairs]), "manganinja_points_lineart")]
+        sources = [comfy.save_preview(ref, "manganinja_ref"), comfy.save_preview(line, "manganinja_lineart")]
+        ui = {"images": [p for p in previews if p], "mn_sources": [s for s in sources if s],
+              "mn_points": [parsed.to_json()]}
+        return {"ui": ui, "result": (parsed,)}
