@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", help="download the missing files of the official layout",
                        description="Download the files of the official layout that DIR lacks.")
-    d.add_argument("--models", required=True, type=Path, metavar="DIR")
+    d.add_argument("--models", required=True, type=Path, metavar="DIR",
+                   help="checkpoint folder to complete (created if needed); honours HF_ENDPOINT and HF_TOKEN")
     return parser
 
 

@@ -255,7 +255,7 @@ def _vision_config(files: ModelFiles, file: TensorFile, prefix: str):
         raise CheckpointError(f"{file.path}: a CLIP vision model without 'visual_projection' (MangaNinja uses the "
                               "projected image embedding: choose a CLIP ViT-L/14 file *with projection*)")
     return CLIPVisionConfig(hidden_size=hidden, intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0],
-                            num_hidden_layers=_count_layers(shapes, p), num_attention_heads=hidden // 64,
+                            num_hidden_layers=_count_layers(shapes, p), num_attention_heads=max(1, hidden // 64),
                             patch_size=patch, image_size=patch * round((positions - 1) ** 0.5),
                             projection_dim=projection[0], hidden_act="quick_gelu", layer_norm_eps=1e-5)
 
@@ -270,7 +270,7 @@ def _text_config(files: ModelFiles, file: TensorFile, prefix: str):
     vocab, hidden = shapes[p + "embeddings.token_embedding.weight"]
     if vocab != 49408:
         raise CheckpointError(f"{file.path}: text model vocabulary {vocab}; expected CLIP's 49408 tokens")
-    return CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, num_attention_heads=hidden // 64,
+    return CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, num_attention_heads=max(1, hidden // 64),
                           intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0],
                           num_hidden_layers=_count_layers(shapes, p),
                           max_position_embeddings=shapes[p + "embeddings.position_embedding.weight"][0],

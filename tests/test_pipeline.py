@@ -1,0 +1,157 @@
+"""End-to-end behaviour of the public API on tiny weights: reuse, seeds and noise order, inputs, geometry."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mn_core import MangaNinja, Points, PointsError
+
+
+def test_reference_is_encoded_once_and_reused(tiny, sample_images):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    a = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=1)
+    b = tiny.colorize(ref, sample_images["white_on_black"].rotate(90, expand=True), steps=2, seed=1)
+    again = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=1)
+    assert torch.equal(a.latents, again.latents)  # the reference is not modified by use
+    assert not torch.equal(a.latents, b.latents)
+    fresh = tiny.colorize(tiny.encode_reference(sample_images["reference"], size=128, seed=0),
+                          sample_images["black_on_white"], steps=2, seed=1)
+    assert torch.equal(a.latents, fresh.latents)
+
+
+def test_one_generator_draws_reference_noise_then_initial_latents(tiny, sample_images):
+    g = torch.Generator().manual_seed(123)
+    ref = tiny.encode_reference(sample_images["reference"], size=128, generator=g)
+    out = tiny.colorize(ref, sample_images["black_on_white"], steps=2, generator=g)
+    g2 = torch.Generator().manual_seed(123)
+    ref_noise = torch.randn(1, 4, 16, 16, generator=g2)
+    init = torch.randn(1, 4, 16, 16, generator=g2)
+    ref2 = tiny.encode_reference(sample_images["reference"], size=128, noise=ref_noise)
+    out2 = tiny.colorize(ref2, sample_images["black_on_white"], steps=2, noise=init)
+    assert torch.equal(out.latents, out2.latents)
+
+
+def test_seed_reproduces_and_is_reported(tiny, sample_images):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    a = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=42)
+    b = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=42)
+    c = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=43)
+    assert a.seed == 42 and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+    d = tiny.colorize(ref, sample_images["black_on_white"], steps=2)
+    assert isinstance(d.seed, int)
+
+
+def test_output_is_at_the_line_art_size_and_carries_the_line_art(tiny, sample_images):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    for fit in ("letterbox", "stretch"):
+        lineart = tiny.lineart_from_drawing(sample_images["black_on_white"], size=128, fit=fit)
+        out = tiny.colorize(ref, lineart, steps=1, seed=0)
+        assert out.image.size == (96, 140) and out.image.mode == "RGB"
+        assert out.lineart.size == (96, 140) and out.processed_image.size == (128, 128)
+        assert np.asarray(out.image).std() > 1
+
+
+def test_polarity_is_detected(tiny, sample_images):
+    a = MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=128)
+    b = MangaNinja.lineart_from_drawing(sample_images["white_on_black"], size=128)
+    # Same line art either way (resampling before vs after the inversion may differ by one 8-bit level).
+    assert torch.allclose(a.values, b.values, rtol=0, atol=1.01 / 255)
+    assert a.values.max() == 1 and a.values.mean() < 0.2  # lines high on a dark background
+    forced = MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=128, polarity="white_on_black")
+    assert forced.values.mean() > 0.5
+    with pytest.raises(ValueError, match="polarity"):
+        MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=128, polarity="sideways")
+
+
+def test_cleanup_and_binarize(sample_images):
+    grey = Image.fromarray(np.full((64, 64), 200, np.uint8))  # faint grey strokes everywhere: 55/255 after inversion
+    art = MangaNinja.lineart_from_drawing(grey, size=64, polarity="black_on_white")
+    assert art.values.max() == 0  # 0.216 <= 0.24: removed
+    kept = MangaNinja.lineart_from_drawing(grey, size=64, polarity="black_on_white", cleanup=False)
+    assert torch.allclose(kept.values, torch.full_like(kept.values, 55 / 255))
+    binary = MangaNinja.lineart_from_drawing(grey, size=64, polarity="black_on_white", binarize=0.1)
+    assert set(binary.values.unique().tolist()) == {1.0}
+
+
+def test_letterbox_padding_has_no_lines(tiny, sample_images):
+    art = tiny.extract_lineart(sample_images["reference"], size=128, fit="letterbox")  # 160x120 -> bands top/bottom
+    top, _, _, h = art.fit.box[1], 0, 0, art.fit.box[3]
+    assert art.values[..., :art.fit.box[1], :].max() == 0 and art.values[..., art.fit.box[1] + h:, :].max() == 0
+
+
+def test_rgba_reference_is_composited_on_white(tiny, sample_images):
+    rgb = sample_images["reference"]
+    rgba = rgb.convert("RGBA")
+    a = np.asarray(rgba).copy()
+    white = (a[..., :3] == 255).all(-1)
+    a[white, 3] = 0  # make the white background transparent (and its colour black)
+    a[white, :3] = 0
+    r1 = tiny.encode_reference(rgb, size=128, seed=0)
+    r2 = tiny.encode_reference(Image.fromarray(a, "RGBA"), size=128, seed=0)
+    assert torch.equal(r1.latents, r2.latents)
+
+
+def test_points_change_the_result_and_bad_points_are_refused(tiny, sample_images):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    pts = Points((((80, 50), (48, 45)), ((80, 100), (48, 110))))
+    a = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=0)
+    b = tiny.colorize(ref, sample_images["black_on_white"], points=pts, steps=2, seed=0)
+    assert not torch.equal(a.latents, b.latents)
+    with pytest.raises(PointsError, match="outside the 96x140 line art"):
+        tiny.colorize(ref, sample_images["black_on_white"], points=Points((((1, 1), (96, 1)),)), steps=1)
+
+
+@pytest.mark.parametrize("guidance_ref", [1.0, 0.5, 0.0])
+def test_guidance_ref_at_or_below_one_does_not_crash(tiny, sample_images, guidance_ref):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    out = tiny.colorize(ref, sample_images["black_on_white"], steps=2, guidance_ref=guidance_ref, seed=0)
+    assert torch.isfinite(out.latents).all()
+
+
+def test_bad_arguments_fail_early(tiny, sample_images):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        tiny.encode_reference(sample_images["reference"], size=100)
+    with pytest.raises(ValueError, match="steps"):
+        tiny.colorize(ref, sample_images["black_on_white"], steps=0)
+    with pytest.raises(ValueError, match="prepared at 192px"):
+        tiny.colorize(ref, MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=192), steps=1)
+    with pytest.raises(ValueError, match="injected noise has shape"):
+        tiny.colorize(ref, sample_images["black_on_white"], steps=1, noise=torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="finite"):
+        tiny.colorize(ref, sample_images["black_on_white"], steps=1, guidance_point=float("nan"))
+
+
+def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_images):
+    g = dict(size=128, seed=3)
+    base_ref = tiny.encode_reference(sample_images["reference"], **g)
+    base = tiny.colorize(base_ref, sample_images["black_on_white"], steps=2, seed=3)
+    lean = MangaNinja.from_folder(tiny_models, precision="fp32", lazy=True, free_reference_models=True,
+                                  sequential_rows=True)
+    assert "reference_unet" not in lean.modules.modules  # lazy: nothing loaded yet
+    ref = lean.encode_reference(sample_images["reference"], **g)
+    assert "reference_unet" not in lean.modules.modules and "clip_vision" not in lean.modules.modules
+    out = lean.colorize(ref, sample_images["black_on_white"], steps=2, seed=3)
+    assert torch.allclose(out.latents, base.latents, rtol=0, atol=1e-4)
+    again = lean.encode_reference(sample_images["reference"], **g)  # reloaded from disk
+    assert torch.equal(again.latents, ref.latents)
+
+
+def test_timings_are_reported(tiny, sample_images):
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
+    out = tiny.colorize(ref, sample_images["black_on_white"], steps=3, seed=0)
+    assert ref.seconds > 0 and len(out.timings["steps"]) == 3 and out.timings["decode"] > 0
+
+
+def test_fp16_decode_overflow_falls_back_to_fp32(tiny_models):
+    mn = MangaNinja.from_folder(tiny_models, precision="fp16", device="cpu")
+    vae = mn.modules.get("vae")
+    with torch.no_grad():
+        vae.decoder.conv_in.weight.mul_(1e5)  # activations overflow float16 (> 65504)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    raw16 = vae.decode((z / 0.18215).half()).sample
+    assert not torch.isfinite(raw16).all()
+    out = mn.decode(z)
+    assert torch.isfinite(out).all() and out.dtype == torch.float32
