@@ -16,8 +16,9 @@ class ReferenceEncode:
                              "tooltip": "processing size (square); MangaNinja was trained at 512"}),
             "fit": (list(FIT_MODES), {"default": "letterbox",
                                       "tooltip": "letterbox keeps the aspect ratio; stretch is what upstream does"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                             "tooltip": "noise of the reference's VAE posterior sample"}),
+            "reference_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                       "tooltip": "noise of the reference's VAE posterior sample (kept fixed so the "
+                                                  "reference is encoded once)"}),
         }}
 
     RETURN_TYPES = ("MANGANINJA_REFERENCE",)
@@ -26,7 +27,7 @@ class ReferenceEncode:
     CATEGORY = "MangaNinja"
     DESCRIPTION = "Encodes a reference once; any number of samplers and frames can reuse it."
 
-    def encode(self, model, reference, size, fit, seed):
+    def encode(self, model, reference, size, fit, reference_seed):
         images = comfy.image_batch(reference, "reference")
-        encoded = model.encode_reference(images[0], size=size, fit=fit, seed=seed)
+        encoded = model.encode_reference(images[0], size=size, fit=fit, seed=reference_seed)
         return (encoded.to(comfy.intermediate_device()),)

@@ -1,0 +1,318 @@
+"""Node unit tests, in-process, against the real comfy modules of the 2024 ComfyUI (no stubs).
+
+The pack is imported the way ComfyUI imports it: its folder as a package (relative imports). Model management is
+observed, not replaced: calls to load_models_gpu are recorded and passed through.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import comfyui_setup
+from conftest import ROOT
+
+PACK = "comfyui_manganinja_under_test"
+
+
+@pytest.fixture(scope="module")
+def comfy_env():
+    source = comfyui_setup.ensure_comfyui_2024(quiet=True)
+    sys.path.insert(0, str(source))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # this machine has no GPU; ComfyUI would otherwise ask CUDA
+    import comfy.model_management as mm
+    import folder_paths
+
+    return {"mm": mm, "folder_paths": folder_paths}
+
+
+@pytest.fixture(scope="module")
+def pack(comfy_env):
+    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def models_dir(comfy_env, tiny_models, tmp_path_factory):
+    """ComfyUI model folders: models/manganinja holds the tiny layout; the standard folders are empty."""
+    fp = comfy_env["folder_paths"]
+    base = tmp_path_factory.mktemp("comfy-models")
+    shutil.copytree(tiny_models, base / "manganinja")
+    saved = {k: (list(v[0]), set(v[1])) for k, v in fp.folder_names_and_paths.items()}
+    fp.folder_names_and_paths["manganinja"] = ([str(base / "manganinja")], set())
+    for name in ("clip_vision", "vae", "controlnet", "text_encoders"):
+        (base / name).mkdir()
+        fp.folder_names_and_paths[name] = ([str(base / name)], set(fp.supported_pt_extensions))
+    fp.set_temp_directory(str(base / "temp")) if hasattr(fp, "set_temp_directory") else None
+    fp.temp_directory = str(base / "temp")
+    yield base
+    fp.folder_names_and_paths.clear()
+    fp.folder_names_and_paths.update(saved)
+
+
+@pytest.fixture
+def load_calls(comfy_env, monkeypatch):
+    mm = comfy_env["mm"]
+    calls = []
+    real = mm.load_models_gpu
+
+    def spy(models, memory_required=0, **kwargs):
+        calls.append(([type(m.model).__name__ for m in models], memory_required, kwargs))
+        return real(models, memory_required=memory_required, **kwargs)
+
+    monkeypatch.setattr(mm, "load_models_gpu", spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def model(pack, models_dir):
+    return pack.nodes.load.LoadMangaNinja().load("fp32", False)[0]
+
+
+def image_tensor(pil):
+    return torch.from_numpy(np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def test_mappings_and_display_names(pack):
+    names = pack.NODE_DISPLAY_NAME_MAPPINGS
+    assert set(names.values()) == {"Load MangaNinja", "Extract Lineart", "Point Editor", "Reference Encode",
+                                   "Colorize Sampler"}
+    assert pack.WEB_DIRECTORY == "./js"
+    for cls in pack.NODE_CLASS_MAPPINGS.values():
+        assert cls.CATEGORY == "MangaNinja" and callable(getattr(cls, cls.FUNCTION))
+        assert isinstance(cls.INPUT_TYPES(), dict)
+
+
+def test_model_folder_is_registered_and_merged(comfy_env, pack):
+    fp = comfy_env["folder_paths"]
+    saved = fp.folder_names_and_paths.pop("manganinja", None)
+    try:
+        pack.nodes.comfy.register_model_folder()
+        paths, exts = fp.folder_names_and_paths["manganinja"]
+        assert paths == [str(ROOT.parent / "x")] or paths[-1].endswith("models/manganinja")
+        fp.folder_names_and_paths["manganinja"] = (["/from/extra_model_paths"], set())
+        pack.nodes.comfy.register_model_folder()  # keeps the user's path, appends the default
+        assert fp.folder_names_and_paths["manganinja"][0][0] == "/from/extra_model_paths"
+        assert fp.folder_names_and_paths["manganinja"][0][1].endswith("models/manganinja")
+    finally:
+        if saved is not None:
+            fp.folder_names_and_paths["manganinja"] = saved
+
+
+def test_loader_hands_every_network_to_model_patchers(model, comfy_env):
+    import comfy.model_patcher
+
+    owner = model.modules
+    assert type(owner).__name__ == "ComfyModules"
+    assert set(owner.patchers) == {"reference_unet", "denoising_unet", "controlnet", "vae", "clip_vision",
+                                   "point_net", "annotator"}
+    for name, patcher in owner.patchers.items():
+        assert isinstance(patcher, comfy.model_patcher.ModelPatcher)
+        assert type(patcher.model).__name__ == f"MangaNinja_{name}"
+        assert patcher.load_device == comfy_env["mm"].get_torch_device()
+        assert patcher.model_size() > 0
+    assert model.dtype == torch.float32
+
+
+def test_reference_and_sampler_go_through_load_models_gpu(pack, model, sample_images, load_calls, comfy_env):
+    ref = pack.nodes.reference.ReferenceEncode().encode(model, image_tensor(sample_images["reference"]), 256,
+                                                        "letterbox", 0)[0]
+    assert [c[0] for c in load_calls] == [["MangaNinja_clip_vision", "MangaNinja_vae", "MangaNinja_reference_unet"]]
+    assert load_calls[0][1] > 0  # an activation estimate is passed
+    assert ref.context.device == comfy_env["mm"].intermediate_device()
+    load_calls.clear()
+    frames = torch.cat([image_tensor(sample_images["black_on_white"]), image_tensor(sample_images["white_on_black"])])
+    out = pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 2, 5, 9.0, 15.0, "letterbox", "auto")
+    names = [c[0] for c in load_calls]
+    assert ["MangaNinja_point_net", "MangaNinja_controlnet", "MangaNinja_denoising_unet"] in names
+    assert all("MangaNinja_reference_unet" not in n for n in names)  # only needed while encoding a reference
+    image, lineart = out["result"]
+    assert image.shape == (2, 140, 96, 3) and lineart.shape == (2, 140, 96, 3)
+    assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+    assert image.device == comfy_env["mm"].intermediate_device()
+    # Frame 0 of a batch equals the same frame alone with the same seed.
+    single = pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames[:1], 2, 5, 9.0, 15.0, "letterbox",
+                                                         "auto")["result"][0]
+    assert torch.equal(single[0], image[0])
+    # Both polarities were read as the same line art (the frames differ only in drawing polarity).
+    assert (lineart[0] - lineart[1]).abs().mean() < 0.002
+    assert not torch.equal(image[0], image[1])  # each frame has its own noise draw
+
+
+def test_progress_bar_advances_per_step_and_cancel_stops(pack, model, sample_images, comfy_env):
+    import comfy.utils
+
+    mm = comfy_env["mm"]
+    ref = pack.nodes.reference.ReferenceEncode().encode(model, image_tensor(sample_images["reference"]), 256,
+                                                        "letterbox", 0)[0]
+    frames = image_tensor(sample_images["black_on_white"])
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview: seen.append((value, total)))
+    try:
+        pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 3, 0, 9.0, 15.0, "letterbox", "auto")
+        assert seen == [(1, 3), (2, 3), (3, 3)]
+        seen.clear()
+
+        def cancel_after_first(value, total, preview):
+            seen.append(value)
+            if value == 1:
+                mm.interrupt_current_processing(True)
+
+        comfy.utils.set_progress_bar_global_hook(cancel_after_first)
+        with pytest.raises(mm.InterruptProcessingException):
+            pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 20, 0, 9.0, 15.0, "letterbox", "auto")
+        assert seen == [1]  # stopped within one step
+        assert model.modules.get("denoising_unet").mn_reader.context is None  # nothing left bound
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        mm.interrupt_current_processing(False)
+    out = pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 2, 0, 9.0, 15.0, "letterbox", "auto")
+    assert out["result"][0].shape == (1, 140, 96, 3)  # the next run works
+
+
+def test_auto_precision_follows_comfyui(pack, comfy_env, monkeypatch):
+    mm = comfy_env["mm"]
+    cpu = torch.device("cpu")
+    assert pack.nodes.comfy.auto_precision(cpu) == torch.float32  # CPU
+    monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.bfloat16)  # e.g. --bf16-unet
+    monkeypatch.setattr(mm, "unet_manual_cast", lambda dtype, device, supported=None: None)
+    assert pack.nodes.comfy.auto_precision(cpu) == torch.bfloat16
+    monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.float8_e4m3fn)  # fp8 storage flags: compute fp16
+    assert pack.nodes.comfy.auto_precision(cpu) == torch.float16
+    monkeypatch.setattr(mm, "unet_manual_cast", lambda dtype, device, supported=None: torch.float32)
+    assert pack.nodes.comfy.auto_precision(cpu) == torch.float32  # the device cannot compute in fp16
+
+
+def test_missing_files_error_lists_them(pack, comfy_env, tmp_path):
+    fp = comfy_env["folder_paths"]
+    saved = fp.folder_names_and_paths["manganinja"]
+    fp.folder_names_and_paths["manganinja"] = ([str(tmp_path / "empty")], set())
+    try:
+        with pytest.raises(Exception) as e:
+            pack.nodes.load.LoadMangaNinja().load("auto", False)
+        msg = str(e.value)
+        assert "missing under" in msg and "MangaNinjia/denoising_unet.pth" in msg and "Johanan0528" in msg
+        assert "download" in msg
+    finally:
+        fp.folder_names_and_paths["manganinja"] = saved
+
+
+def test_standard_folder_files_are_used(pack, models_dir, comfy_env):
+    """clip_vision / vae picked from ComfyUI's folders; the base ControlNet found by name in models/controlnet."""
+    from safetensors.torch import save_file
+
+    from mn_core.loading import TensorFile
+
+    layout_dir = models_dir / "manganinja"
+    clip = TensorFile(layout_dir / "models/clip-vit-large-patch14/model.safetensors")
+    save_file({k: clip.get(k) for k in clip.keys() if k.startswith(("vision_model.", "visual_projection"))},
+              str(models_dir / "clip_vision" / "my_clip_vision.safetensors"))
+    shutil.copy(layout_dir / "StableDiffusion/vae/diffusion_pytorch_model.safetensors",
+                models_dir / "vae" / "my_vae.safetensors")
+    moved = models_dir / "controlnet" / "control_v11p_sd15_lineart.safetensors"
+    base = layout_dir / "models/control_v11p_sd15_lineart/diffusion_pytorch_model.safetensors"
+    shutil.move(base, moved)
+    try:
+        files = pack.nodes.load.model_files(layout_dir, clip_vision="my_clip_vision.safetensors", vae="my_vae.safetensors")
+        assert files.clip_vision.name == "my_clip_vision.safetensors"
+        assert files.vae.name == "my_vae.safetensors"
+        assert files.controlnet_base == moved
+        mn = pack.nodes.load.load_pipeline("fp32", False, "my_clip_vision.safetensors", "my_vae.safetensors")
+        assert mn.modules.get("clip_vision") is not None
+    finally:
+        shutil.move(moved, base)
+
+
+def test_point_editor_node(pack, sample_images, comfy_env):
+    node = pack.nodes.points.PointEditor()
+    ref, line = image_tensor(sample_images["reference"]), image_tensor(sample_images["black_on_white"])
+    text = json.dumps({"pairs": [{"reference": [80, 50], "lineart": [48, 45]}, {"reference": [10, 10],
+                                                                                "lineart": [90, 130]}]})
+    out = node.run(ref, line, text)
+    points = out["result"][0]
+    assert points.pairs == (((80, 50), (48, 45)), ((10, 10), (90, 130)))
+    assert points.reference_size == (160, 120) and points.lineart_size == (96, 140)
+    assert len(out["ui"]["images"]) == 2 and len(out["ui"]["mn_sources"]) == 2
+    assert json.loads(out["ui"]["mn_points"][0])["pairs"][1]["lineart"] == [90, 130]
+    temp = comfy_env["folder_paths"].get_temp_directory()
+    assert all((__import__("pathlib").Path(temp) / p["filename"]).is_file() for p in out["ui"]["images"])
+    kj = node.run(ref, line, "", '[{"x": 80, "y": 50}]', '[{"x": 48, "y": 45}]')["result"][0]
+    assert kj.pairs == (((80, 50), (48, 45)),)
+    with pytest.raises(pack.mn_core.PointsError, match="outside the 96x140 line art"):
+        node.run(ref, line, json.dumps({"pairs": [{"reference": [1, 1], "lineart": [200, 1]}]}))
+
+
+def test_extract_lineart_node(pack, model, sample_images):
+    node = pack.nodes.lineart.ExtractLineart()
+    img = image_tensor(sample_images["reference"])
+    with pytest.raises(ValueError, match="needs the MangaNinja model"):
+        node.extract(img, "extract", "auto", 0.0, True, 256, "letterbox", "black_on_white")
+    out = node.extract(img, "extract", "auto", 0.0, True, 256, "letterbox", "black_on_white", model=model)[0]
+    assert out.shape == (1, 120, 160, 3)
+    drawn = node.extract(image_tensor(sample_images["black_on_white"]), "drawn", "auto", 0.5, True, 256,
+                         "letterbox", "white_on_black")[0]  # no model needed for drawn line art
+    assert drawn.shape == (1, 140, 96, 3) and drawn.mean() < 0.3  # white lines on black
+    again = node.extract(image_tensor(sample_images["black_on_white"]), "drawn", "auto", 0.5, True, 256,
+                         "letterbox", "black_on_white")[0]
+    assert torch.allclose(again, 1 - drawn, atol=1 / 255)
+
+
+def test_missing_dependency_logs_one_line_and_registers_nothing(tmp_path):
+    script = textwrap.dedent(f"""
+        import importlib.util, logging, sys
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        real = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == "diffusers" else real(name, *a)
+        spec = importlib.util.spec_from_file_location("p", {str(ROOT / '__init__.py')!r},
+                                                      submodule_search_locations=[{str(ROOT)!r}])
+        m = importlib.util.module_from_spec(spec); sys.modules["p"] = m; spec.loader.exec_module(m)
+        print("MAPPINGS", len(m.NODE_CLASS_MAPPINGS), "torch.cuda.initialized", __import__("torch").cuda.is_initialized())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MAPPINGS 0" in out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "diffusers" in errors[0] and "pip install -r" in errors[0]
+    assert list(tmp_path.iterdir()) == []  # importing wrote nothing (and downloaded nothing)
+
+
+def test_nodes_run_standalone_without_comfyui(tiny_models, tmp_path, sample_images):
+    """Without ComfyUI's modules the same node code runs with plain device placement."""
+    sample_images["reference"].save(tmp_path / "r.png")
+    script = textwrap.dedent(f"""
+        import importlib.util, sys, os
+        import numpy as np, torch
+        from PIL import Image
+        os.environ["MANGANINJA_MODELS"] = {str(tiny_models)!r}
+        spec = importlib.util.spec_from_file_location("p", {str(ROOT / '__init__.py')!r},
+                                                      submodule_search_locations=[{str(ROOT)!r}])
+        m = importlib.util.module_from_spec(spec); sys.modules["p"] = m; spec.loader.exec_module(m)
+        assert not m.nodes.comfy.have_comfy() and "comfy" not in sys.modules
+        img = torch.from_numpy(np.asarray(Image.open({str(tmp_path / 'r.png')!r}).convert("RGB"), np.float32) / 255)[None]
+        model = m.nodes.load.LoadMangaNinja().load("fp32", False)[0]
+        print(type(model.modules).__name__)
+        ref = m.nodes.reference.ReferenceEncode().encode(model, img, 256, "letterbox", 0)[0]
+        out = m.nodes.sampler.ColorizeSampler().sample(model, ref, img, 1, 0, 9.0, 15.0, "letterbox", "auto")
+        print(tuple(out["result"][0].shape))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "LocalModules" in out.stdout and "(1, 120, 160, 3)" in out.stdout
+
+
+def test_logging_uses_the_pack_logger(pack):
+    assert pack.nodes.comfy.log.name == "MangaNinja" and isinstance(pack.nodes.comfy.log, logging.Logger)

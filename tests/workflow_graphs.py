@@ -1,0 +1,182 @@
+"""The shipped workflows, described once and written in both ComfyUI formats.
+
+``python tests/workflow_graphs.py`` rewrites ``workflows/<name>.json`` (UI format: drag-and-drop and the template
+browser) and ``workflows/api/<name>.json`` (API format, what the tests queue). A test checks that the committed
+files are what this produces, and that every widget matches the nodes' INPUT_TYPES.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+
+# Images the API workflows read from ComfyUI's input folder (the tests upload them).
+INPUT_IMAGES = ("manganinja_reference.png", "manganinja_lineart.png", "manganinja_frame2.png",
+                "manganinja_target.png")
+
+EXAMPLE_POINTS = json.dumps({"pairs": []})
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    pos: tuple[int, int]
+    size: tuple[int, int]
+    widgets: list[tuple[str, object]] = field(default_factory=list)  # (input name, value); None name = UI-only
+    inputs: list[tuple[str, str, tuple[int, int] | None]] = field(default_factory=list)  # (name, type, (src, slot))
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    title: str | None = None
+
+
+SEED_CONTROL = (None, "fixed")  # the frontend's "control after generate" widget value (UI format only)
+
+
+def load_image(id_, pos, filename, title):
+    return Node(id_, "LoadImage", pos, (315, 314), [("image", filename), ("upload", "image")],
+                outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], title=title)
+
+
+def loader(id_, pos):
+    return Node(id_, "MangaNinjaLoader", pos, (315, 180),
+                [("precision", "auto"), ("download", True), ("clip_vision", "auto"), ("vae", "auto"),
+                 ("controlnet", "auto")], outputs=[("model", "MANGANINJA_MODEL")], title="Load MangaNinja")
+
+
+def reference_encode(id_, pos, model, image):
+    return Node(id_, "MangaNinjaReferenceEncode", pos, (315, 150),
+                [("size", 512), ("fit", "letterbox"), ("reference_seed", 0)],
+                [("model", "MANGANINJA_MODEL", model), ("reference", "IMAGE", image)],
+                [("reference", "MANGANINJA_REFERENCE")], title="Reference Encode")
+
+
+def sampler(id_, pos, model, reference, lineart, points=None, seed=0):
+    inputs = [("model", "MANGANINJA_MODEL", model), ("reference", "MANGANINJA_REFERENCE", reference),
+              ("lineart", "IMAGE", lineart), ("points", "MANGANINJA_POINTS", points)]
+    return Node(id_, "MangaNinjaColorizeSampler", pos, (315, 262),
+                [("steps", 50), ("seed", seed), SEED_CONTROL, ("guidance_ref", 9.0), ("guidance_point", 15.0),
+                 ("fit", "letterbox"), ("lineart_polarity", "auto")], inputs,
+                [("image", "IMAGE"), ("lineart", "IMAGE")], title="Colorize Sampler")
+
+
+def save(id_, pos, image, prefix):
+    return Node(id_, "SaveImage", pos, (400, 420), [("filename_prefix", prefix)], [("images", "IMAGE", image)],
+                title="Save coloured")
+
+
+def preview(id_, pos, image, title):
+    return Node(id_, "PreviewImage", pos, (300, 300), [], [("images", "IMAGE", image)], title=title)
+
+
+def basic() -> list[Node]:
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Reference (coloured)"),
+        load_image(2, (40, 430), "manganinja_lineart.png", "Line art"),
+        loader(3, (400, 60)),
+        reference_encode(4, (400, 290), (3, 0), (1, 0)),
+        sampler(5, (760, 60), (3, 0), (4, 0), (2, 0)),
+        save(6, (1120, 60), (5, 0), "manganinja"),
+        preview(7, (1120, 520), (5, 1), "Line art used"),
+    ]
+
+
+def with_points() -> list[Node]:
+    nodes = basic()
+    nodes[4] = sampler(5, (760, 60), (3, 0), (4, 0), (2, 0), points=(8, 0))
+    nodes.append(Node(8, "MangaNinjaPointEditor", (400, 500), (700, 520), [("points", EXAMPLE_POINTS)],
+                      [("reference", "IMAGE", (1, 0)), ("lineart", "IMAGE", (2, 0)),
+                       ("reference_coordinates", "STRING", None), ("lineart_coordinates", "STRING", None)],
+                      [("points", "MANGANINJA_POINTS")], title="Point Editor"))
+    nodes[3].pos = (400, 290)
+    return nodes
+
+
+def batch() -> list[Node]:
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Reference (coloured)"),
+        load_image(2, (40, 430), "manganinja_lineart.png", "Frame 1 (line art)"),
+        load_image(3, (40, 800), "manganinja_frame2.png", "Frame 2 (line art)"),
+        Node(4, "ImageBatch", (400, 600), (210, 50), [], [("image1", "IMAGE", (2, 0)), ("image2", "IMAGE", (3, 0))],
+             [("IMAGE", "IMAGE")], title="Frames"),
+        loader(5, (400, 60)),
+        reference_encode(6, (400, 290), (5, 0), (1, 0)),
+        sampler(7, (760, 60), (5, 0), (6, 0), (4, 0)),
+        save(8, (1120, 60), (7, 0), "manganinja_batch"),
+    ]
+
+
+def extract() -> list[Node]:
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Reference (coloured)"),
+        load_image(2, (40, 430), "manganinja_target.png", "Target (colour or grey)"),
+        loader(3, (400, 60)),
+        Node(4, "MangaNinjaExtractLineart", (400, 500), (315, 250),
+             [("mode", "extract"), ("polarity", "auto"), ("binarize", 0.0), ("cleanup", True), ("size", 512),
+              ("fit", "letterbox"), ("output", "black_on_white")],
+             [("image", "IMAGE", (2, 0)), ("model", "MANGANINJA_MODEL", (3, 0))], [("lineart", "IMAGE")],
+             title="Extract Lineart"),
+        reference_encode(5, (400, 290), (3, 0), (1, 0)),
+        sampler(6, (760, 60), (3, 0), (5, 0), (4, 0)),
+        save(7, (1120, 60), (6, 0), "manganinja_extract"),
+        preview(8, (760, 420), (4, 0), "Extracted line art"),
+    ]
+
+
+GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_batch": batch,
+          "manganinja_extract": extract}
+
+
+def to_api(nodes: list[Node]) -> dict:
+    out = {}
+    for n in nodes:
+        inputs = {name: value for name, value in n.widgets if name is not None and name != "upload"}
+        for name, _type, src in n.inputs:
+            if src is not None:
+                inputs[name] = [str(src[0]), src[1]]
+        out[str(n.id)] = {"class_type": n.type, "inputs": inputs, "_meta": {"title": n.title or n.type}}
+    return out
+
+
+def to_ui(nodes: list[Node]) -> dict:
+    links = []
+    for n in nodes:
+        for slot, (_name, typ, src) in enumerate(n.inputs):
+            if src is not None:
+                links.append([len(links) + 1, src[0], src[1], n.id, slot, typ])
+    ui_nodes = []
+    for order, n in enumerate(nodes):
+        inputs = [{"name": name, "type": typ,
+                   "link": next((lk[0] for lk in links if lk[3] == n.id and lk[4] == slot), None)}
+                  for slot, (name, typ, _src) in enumerate(n.inputs)]
+        outputs = []
+        for slot, (name, typ) in enumerate(n.outputs):
+            used = [lk[0] for lk in links if lk[1] == n.id and lk[2] == slot]
+            outputs.append({"name": name, "type": typ, "links": used or None, "slot_index": slot})
+        node = {"id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size), "flags": {}, "order": order,
+                "mode": 0, "inputs": inputs, "outputs": outputs,
+                "properties": {"Node name for S&R": n.type}, "widgets_values": [v for _k, v in n.widgets]}
+        if n.title:
+            node["title"] = n.title
+        ui_nodes.append(node)
+    return {"last_node_id": max(n.id for n in nodes), "last_link_id": len(links), "nodes": ui_nodes,
+            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def render() -> dict[Path, str]:
+    files = {}
+    for name, build in GRAPHS.items():
+        nodes = build()
+        files[WORKFLOWS / f"{name}.json"] = json.dumps(to_ui(nodes), indent=1) + "\n"
+        files[WORKFLOWS / "api" / f"{name}.json"] = json.dumps(to_api(nodes), indent=1) + "\n"
+    return files
+
+
+if __name__ == "__main__":
+    for path, text in render().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print("wrote", path.relative_to(ROOT))
