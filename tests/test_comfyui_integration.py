@@ -1,0 +1,211 @@
+"""The pack in a real ComfyUI server (the 2024 ComfyUI by default; MN_COMFYUI_DIR selects another).
+
+The server runs with the pack linked into custom_nodes and tiny random weights in a temporary models folder. Every
+shipped API workflow is queued as committed, except: processing size 256 and 4 steps (tiny weights at 512 px are
+slow on a CPU), and the Point Editor's points (filled in like a user would).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import comfyui_harness as ch
+from conftest import ROOT
+from workflow_graphs import GRAPHS, INPUT_IMAGES, WORKFLOWS, render
+
+PACK_NAME = "comfyui-manganinja"
+NODES = {"MangaNinjaLoader": "Load MangaNinja", "MangaNinjaExtractLineart": "Extract Lineart",
+         "MangaNinjaPointEditor": "Point Editor", "MangaNinjaReferenceEncode": "Reference Encode",
+         "MangaNinjaColorizeSampler": "Colorize Sampler"}
+TEST_POINTS = {"pairs": [{"reference": [80, 50], "lineart": [48, 45]}, {"reference": [80, 100], "lineart": [48, 110]},
+                         {"reference": [30, 30], "lineart": [10, 12]}]}
+
+
+def make_test_images() -> dict[str, Image.Image]:
+    ref = Image.new("RGB", (160, 120), "white")
+    d = ImageDraw.Draw(ref)
+    d.ellipse((40, 10, 120, 90), fill=(230, 90, 60), outline=(20, 20, 20), width=3)
+    d.rectangle((60, 80, 100, 118), fill=(40, 80, 200), outline=(20, 20, 20), width=3)
+    line = Image.new("L", (96, 140), 255)
+    d = ImageDraw.Draw(line)
+    d.ellipse((10, 10, 86, 80), outline=0, width=3)
+    d.rectangle((28, 78, 68, 136), outline=0, width=3)
+    frame2 = line.transpose(Image.FLIP_LEFT_RIGHT)
+    target = ref.rotate(15, fillcolor="white").resize((120, 160))
+    return dict(zip(INPUT_IMAGES, (ref, line, frame2, target)))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from mn_core import synthetic
+
+    base = tmp_path_factory.mktemp("comfyui-it")
+    models = base / "models"
+    synthetic.write_layout(models / "manganinja", synthetic.TINY)
+    with ch.comfyui_server(base, packs={PACK_NAME: ROOT}, models_dir=models) as srv:
+        for name, img in make_test_images().items():
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            srv.client.upload_image(buf.getvalue(), name=name)
+        yield srv
+
+
+def api_workflow(name: str, **overrides) -> dict:
+    prompt = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if "size" in inputs:
+            inputs["size"] = 256
+        if node["class_type"] == "MangaNinjaColorizeSampler":
+            inputs["steps"] = overrides.get("steps", 4)
+            inputs["seed"] = overrides.get("seed", 0)
+        if node["class_type"] == "MangaNinjaPointEditor":
+            inputs["points"] = json.dumps(TEST_POINTS)
+        if node["class_type"] == "SaveImage" and "prefix" in overrides:
+            inputs["filename_prefix"] = overrides["prefix"]
+    return prompt
+
+
+def saved_images(srv, entry) -> list[np.ndarray]:
+    out = []
+    for info, data in srv.client.fetch_images(entry):
+        if info.get("type") == "output":
+            out.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    return out
+
+
+def test_committed_workflows_are_current():
+    for path, text in render().items():
+        assert path.read_text() == text, f"{path} is stale: run python tests/workflow_graphs.py"
+
+
+def test_workflow_widgets_match_the_nodes():
+    """UI widgets_values follow INPUT_TYPES order (plus the seed's control_after_generate value)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("mn_pack_schema", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["mn_pack_schema"] = pack
+    spec.loader.exec_module(pack)
+    widget_types = ("INT", "FLOAT", "STRING", "BOOLEAN")
+    for name in GRAPHS:
+        ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+        for node in ui["nodes"]:
+            cls = pack.NODE_CLASS_MAPPINGS.get(node["type"])
+            if cls is None:
+                continue
+            spec_inputs = {**cls.INPUT_TYPES()["required"], **cls.INPUT_TYPES().get("optional", {})}
+            widgets = [k for k, v in spec_inputs.items()
+                       if (isinstance(v[0], list) or v[0] in widget_types)
+                       and not (len(v) > 1 and v[1].get("forceInput"))]
+            values = list(node["widgets_values"])
+            expected_len = len(widgets) + sum(1 for k in widgets if spec_inputs[k][1].get("control_after_generate"))
+            assert len(values) == expected_len, (name, node["type"])
+            api_inputs = api[str(node["id"])]["inputs"]
+            for k in widgets:
+                value = values.pop(0)
+                assert api_inputs[k] == value, (name, node["type"], k)
+                kind = spec_inputs[k][0]
+                if isinstance(kind, list):
+                    assert value in kind
+                if spec_inputs[k][1].get("control_after_generate"):
+                    assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
+
+
+def test_object_info_lists_the_five_nodes(server):
+    info = server.client.object_info()
+    for cls, display in NODES.items():
+        assert cls in info, cls
+        assert info[cls]["display_name"] == display and info[cls]["category"] == "MangaNinja"
+    sampler = info["MangaNinjaColorizeSampler"]["input"]
+    assert set(sampler["required"]) == {"model", "reference", "lineart", "steps", "seed", "guidance_ref",
+                                        "guidance_point", "fit", "lineart_polarity"}
+    assert sampler["optional"]["points"][0] == "MANGANINJA_POINTS"
+    assert sampler["required"]["seed"][1].get("control_after_generate") is True
+    assert info["MangaNinjaColorizeSampler"]["output"] == ["IMAGE", "IMAGE"]
+    assert info["MangaNinjaLoader"]["output"] == ["MANGANINJA_MODEL"]
+    assert info["MangaNinjaReferenceEncode"]["output"] == ["MANGANINJA_REFERENCE"]
+    assert info["MangaNinjaPointEditor"]["output"] == ["MANGANINJA_POINTS"]
+    assert set(info["MangaNinjaPointEditor"]["input"]["required"]) == {"reference", "lineart", "points"}
+    assert info["MangaNinjaLoader"]["input"]["required"]["precision"][0] == ["auto", "fp16", "bf16", "fp32"]
+
+
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_api_workflow_runs_and_is_deterministic(server, name):
+    client = server.client
+    client.free(unload_models=True, free_memory=True)  # time each workflow from scratch (models loaded, no cache)
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    first = client.run_prompt(api_workflow(name, seed=11, prefix=f"{name}_a"), timeout=600)
+    TIMINGS[name] = time.perf_counter() - t0
+    images = saved_images(server, first)
+    frames = 2 if name == "manganinja_batch" else 1
+    assert len(images) == frames
+    expected_size = {"manganinja_basic": (140, 96), "manganinja_points": (140, 96), "manganinja_batch": (140, 96),
+                     "manganinja_extract": (160, 120)}[name]
+    for img in images:
+        assert img.shape[:2] == expected_size
+        assert img.std() > 2, "output is constant"
+    other = saved_images(server, client.run_prompt(api_workflow(name, seed=12, prefix=f"{name}_b"), timeout=600))
+    again = saved_images(server, client.run_prompt(api_workflow(name, seed=11, prefix=f"{name}_c"), timeout=600))
+    for a, c in zip(images, again):
+        assert np.array_equal(a, c), "same seed, different image"
+    assert any(not np.array_equal(a, b) for a, b in zip(images, other)), "the seed has no effect"
+    if name == "manganinja_points":
+        sampler_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizeSampler")
+        used = json.loads(first["outputs"][sampler_id]["mn_points"][0])
+        assert used["pairs"] == TEST_POINTS["pairs"] and used["lineart_size"] == [96, 140]
+
+
+def test_interrupt_stops_a_long_run_and_the_next_run_works(server):
+    client = server.client
+    prompt = api_workflow("manganinja_basic", steps=200, seed=99, prefix="interrupted")
+    with client.websocket() as ws:
+        prompt_id = client.queue_prompt(prompt)
+        ws.wait_for(lambda m: m.get("type") == "progress" and m["data"].get("value", 0) >= 2
+                    and m["data"].get("max") == 200, timeout=300)
+        t0 = time.perf_counter()
+        client.interrupt()
+        entry = client.wait_for_prompt(prompt_id, timeout=120, check=False)
+        stop_seconds = time.perf_counter() - t0
+    assert ch.was_interrupted(entry) and ch.execution_error(entry) is None
+    assert stop_seconds < 30
+    progress = [m["data"]["value"] for m in ws.of_type("progress", prompt_id) if m["data"].get("max") == 200]
+    assert max(progress) < 200
+    after = client.run_prompt(api_workflow("manganinja_basic", seed=5, prefix="after_interrupt"), timeout=600)
+    assert len(saved_images(server, after)) == 1
+
+
+def test_validation_errors_are_reported_not_crashes(server):
+    bad = api_workflow("manganinja_basic")
+    next(v for v in bad.values() if v["class_type"] == "MangaNinjaColorizeSampler")["inputs"]["fit"] = "crop"
+    with pytest.raises(ch.PromptValidationError):
+        server.client.queue_prompt(bad)
+    bad_points = copy.deepcopy(api_workflow("manganinja_points"))
+    next(v for v in bad_points.values() if v["class_type"] == "MangaNinjaPointEditor")["inputs"]["points"] = \
+        '{"pairs": [{"reference": [999, 1], "lineart": [1, 1]}]}'
+    entry = server.client.run_prompt(bad_points, timeout=300, check=False)
+    error = ch.execution_error(entry)
+    assert error is not None and "outside the 160x120 reference" in error["exception_message"]
+
+
+def test_server_log_has_no_traceback_from_the_pack(server):
+    log = server.read_log()
+    tracebacks = [t for t in ch.find_tracebacks(log) if "outside the 160x120 reference" not in t]
+    assert not tracebacks, tracebacks[0]
+    assert "MangaNinja nodes not loaded" not in log
+    assert f"custom_nodes/{PACK_NAME}" in log or PACK_NAME in log
+    print("workflow times on tiny weights (s):", {k: round(v, 1) for k, v in TIMINGS.items()})
