@@ -250,15 +250,20 @@ def _download_one(root: Path, lf: LayoutFile, *, progress: ProgressCallback | No
     start = time.monotonic()
     reporter(0, lf.approx_bytes)
     try:
+        import inspect
+
         from huggingface_hub import hf_hub_download
 
+        extra = {}
+        if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # huggingface_hub >= 1.2: byte progress
+            extra["tqdm_class"] = _progress_class(reporter)
         got = hf_hub_download(
             lf.repo,
             lf.repo_file,
             local_dir=root / lf.local_dir,
             endpoint=endpoint,
             token=token,
-            tqdm_class=_progress_class(reporter),
+            **extra,
         )
     except BaseException as exc:
         if reporter.callback_error is not None and exc is reporter.callback_error:
