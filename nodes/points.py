@@ -32,8 +32,11 @@ def draw_points(image: Image.Image, xy: list[tuple[float, float]]) -> Image.Imag
         colour = PALETTE[(k - 1) % len(PALETTE)]
         cx, cy = int(x) + 0.5, int(y) + 0.5
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline="white", width=2)
-        draw.text((cx + radius + 2, cy - radius - 2), str(k), fill=colour, font=font, stroke_width=2,
-                  stroke_fill="black")
+        label = str(k)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font, stroke_width=2)
+        tx = cx + radius + 2 if cx + radius + 2 + right <= out.width else cx - radius - 2 - right
+        ty = min(max(0, cy - radius - 2), out.height - bottom)
+        draw.text((tx, ty), label, fill=colour, font=font, stroke_width=2, stroke_fill="black")
     return out
 
 
@@ -44,7 +47,7 @@ class PointEditor:
             "required": {
                 "reference": ("IMAGE",),
                 "lineart": ("IMAGE",),
-                "points": ("STRING", {"default": '{"pairs": []}', "multiline": True,
+                "points": ("STRING", {"default": '{"pairs": []}', "multiline": True, "dynamicPrompts": False,
                                       "tooltip": 'JSON: {"pairs": [{"reference": [x, y], "lineart": [x, y]}, ...]} '
                                                  "in pixels of the original images (edited by the widget)"}),
             },

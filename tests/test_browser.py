@@ -1,0 +1,355 @@
+"""The Point Editor widget (js/point_editor.js) in a real browser against a real ComfyUI server.
+
+Headless Debian Chromium driven by Playwright (see browser_helpers: missing pieces FAIL with install commands).
+The server is the 2024 ComfyUI from comfyui_setup unless MN_COMFYUI_DIR / MN_COMFYUI_PYTHON select another one
+(e.g. .cache/comfyui-current + .cache/venv-current for the current frontend), with this pack linked and tiny
+random weights. One test walks the whole user flow, because each step builds on the previous one:
+
+1. build the graph with the frontend's LiteGraph API, serialise it and load it with app.loadGraphData();
+2. click three pairs at known image pixels (client positions come from the widget's own mapping, so they include
+   the node's display scaling) by mouse, pen and touch; drag a point; right-click a pair away; Ctrl+Z; the Undo
+   button; Escape; the same at another canvas zoom; the editor follows a new upstream image, a removed link, a
+   value set from outside, and refuses a 25th pair;
+3. the hidden `points` widget holds exactly the expected pixels; it survives serialise -> loadGraphData, a copy/paste
+   of the node and app.graphToPrompt();
+4. queue from the page; /history shows the Colorize Sampler received exactly these points;
+5. a screenshot is kept in tmp_path and copied to test-output/point_editor.png.
+
+Exactness: both test images are shown ENLARGED (scale > 1: 160x120 and 96x140 in a ~700x430 widget), so a click
+at a pixel's centre rounded to whole client pixels stays inside that image pixel; the expected values are the
+exact integers, no tolerance.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+import browser_helpers as bh
+import comfyui_harness as ch
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = "comfyui-manganinja"
+REF_SIZE, LINE_SIZE = (160, 120), (96, 140)
+OTHER_SIZE = (200, 100)  # another reference, to check that the editor follows the upstream image
+PE, SAMPLER = 5, 6  # node ids
+
+def python_palette() -> list[str]:
+    """nodes/points.py PALETTE, read without importing the pack (it needs ComfyUI)."""
+    tree = ast.parse((ROOT / "nodes" / "points.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PALETTE" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("no PALETTE in nodes/points.py")
+
+
+PALETTE = python_palette()
+
+# LoadImage x2 -> Point Editor -> Colorize Sampler -> Preview Image, with the model/reference nodes beside.
+NODES = {
+    1: {"type": "MangaNinjaLoader", "pos": [1090, 30], "widgets": {"precision": "fp32", "download": False}},
+    2: {"type": "LoadImage", "pos": [10, 30], "widgets": {"image": "mn_ref.png"}},
+    3: {"type": "LoadImage", "pos": [10, 400], "widgets": {"image": "mn_line.png"}},
+    4: {"type": "MangaNinjaReferenceEncode", "pos": [1090, 250],
+        "widgets": {"size": 256}},
+    PE: {"type": "MangaNinjaPointEditor", "pos": [340, 30], "size": [720, 620]},
+    SAMPLER: {"type": "MangaNinjaColorizeSampler", "pos": [1090, 450],
+              "widgets": {"steps": 1, "seed": 7, "control_after_generate": "fixed"}},
+    7: {"type": "PreviewImage", "pos": [340, 690]},
+}
+LINKS = [  # from id, output slot, to id, input name
+    [1, 0, 4, "model"], [2, 0, 4, "reference"],
+    [2, 0, PE, "reference"], [3, 0, PE, "lineart"],
+    [1, 0, SAMPLER, "model"], [4, 0, SAMPLER, "reference"], [3, 0, SAMPLER, "lineart"], [PE, 0, SAMPLER, "points"],
+    [SAMPLER, 0, 7, "images"],
+]
+
+# (reference pixel, line-art pixel), x = column, y = row of the ORIGINAL images
+CLICKED = [((20, 30), (10, 15)), ((100, 60), (50, 100)), ((150, 110), (90, 130))]
+DRAG = ("lineart", (50, 100), (60, 40))  # pair 2's line-art point
+FINAL = [((100, 60), (60, 40)), ((150, 110), (90, 130))]  # after the drag and deleting pair 1
+
+
+def expected(pairs) -> dict:
+    return {"reference_size": list(REF_SIZE), "lineart_size": list(LINE_SIZE),
+            "pairs": [{"reference": list(r), "lineart": list(l)} for r, l in pairs]}
+
+
+def numeric(points_json: str) -> dict:
+    """The Python side's normalised JSON (floats) in the widget's integer form, for exact comparison."""
+    obj = json.loads(points_json)
+    as_int = lambda v: [int(n) if float(n).is_integer() else n for n in v]  # noqa: E731
+    return {"reference_size": obj.get("reference_size"), "lineart_size": obj.get("lineart_size"),
+            "pairs": [{"reference": as_int(p["reference"]), "lineart": as_int(p["lineart"])} for p in obj["pairs"]]}
+
+
+def make_images() -> dict[str, bytes]:
+    ref = Image.new("RGB", REF_SIZE, (250, 250, 245))
+    d = ImageDraw.Draw(ref)
+    d.ellipse((40, 10, 120, 90), fill=(230, 90, 60), outline=(20, 20, 20), width=3)
+    d.rectangle((60, 80, 100, 118), fill=(40, 80, 200), outline=(20, 20, 20), width=3)
+    line = Image.new("L", LINE_SIZE, 255)
+    d = ImageDraw.Draw(line)
+    d.ellipse((10, 10, 86, 80), outline=0, width=3)
+    d.rectangle((28, 78, 68, 136), outline=0, width=3)
+    other = Image.new("RGB", OTHER_SIZE, (90, 160, 90))
+    out = {}
+    for name, image in (("mn_ref.png", ref), ("mn_line.png", line), ("mn_other.png", other)):
+        buf = io.BytesIO()
+        image.save(buf, "PNG")
+        out[name] = buf.getvalue()
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from mn_core import synthetic
+
+    bh.require_playwright()  # fail early (before starting ComfyUI) if the browser pieces are missing
+
+    base = tmp_path_factory.mktemp("browser")
+    models = base / "models"
+    synthetic.write_layout(models / "manganinja", synthetic.TINY, seed=0)
+    with ch.comfyui_server(base, packs={PACK: ROOT}, models_dir=models) as srv:
+        # the current frontend greets first-time users with dialogs; the 2024 one ignores this file
+        settings = srv.instance_dir / "user" / "default" / "comfy.settings.json"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        values = {"Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": False}
+        # manual runs only, e.g. MN_BROWSER_SETTINGS='{"Comfy.VueNodes.Enabled": true}'
+        values.update(json.loads(os.environ.get("MN_BROWSER_SETTINGS", "{}")))
+        settings.write_text(json.dumps(values))
+        for name, data in make_images().items():
+            srv.client.upload_image(data, name=name)
+        yield srv
+        assert not srv.tracebacks(), "\n\n".join(srv.tracebacks())
+
+
+def test_point_editor_in_browser(server, tmp_path):
+    sync_playwright = bh.require_playwright()
+    t0 = time.monotonic()
+    errors: list[str] = []  # uncaught page errors and console errors that concern us
+    startup_errors: list[str] = []  # the frontend's own, before the app was ready (1.27.10 has one)
+    ready = False
+
+    def on_page_error(e):
+        text = f"pageerror: {e.stack or e}"
+        (errors if ready or PACK in text or "point_editor" in text else startup_errors).append(text)
+
+    with sync_playwright() as pw:
+        browser = bh.launch(pw)
+        try:
+            context = browser.new_context(viewport={"width": 1480, "height": 980}, has_touch=True)
+            page = context.new_page()
+            page.on("pageerror", on_page_error)
+            page.on("console", lambda m: m.type == "error" and ("point_editor" in m.text or "[MangaNinja]" in m.text)
+                    and errors.append(m.text))
+            page.goto(server.base_url)
+            bh.wait_for(page, bh.JS_APP_READY, "MangaNinjaPointEditor", 60, "the ComfyUI app and our extension")
+            ready = True
+            run_flow(page, server, tmp_path)
+        finally:
+            shot = tmp_path / "point_editor.png"
+            if "page" in locals():
+                bh.save_screenshot(page, shot, [ROOT / "test-output" / "point_editor.png"])
+            browser.close()
+    if startup_errors:
+        print("frontend errors during startup (not ours):", *startup_errors, sep="\n")
+    assert not errors, "\n".join(errors)
+    print(f"browser flow on ComfyUI {server.version}: {time.monotonic() - t0:.1f}s")
+
+
+def run_flow(page, server, tmp_path):
+    # 1. the workflow, loaded through the frontend ------------------------------------------------------------------
+    workflow = page.evaluate(bh.JS_BUILD_WORKFLOW, {"nodes": {str(k): v for k, v in NODES.items()}, "links": LINKS})
+    (tmp_path / "workflow.json").write_text(json.dumps(workflow, indent=1))
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    widgets = page.evaluate("""() => Object.fromEntries(app.graph._nodes.map((n) => [n.id,
+        Object.fromEntries((n.widgets || []).filter((w) => w.name).map((w) => [w.name, w.value]))]))""")
+    for nid, spec in NODES.items():
+        for name, value in spec.get("widgets", {}).items():
+            assert widgets[str(nid)][name] == value, (nid, name, widgets[str(nid)])
+    page.evaluate("() => { app.canvas.ds.scale = 1; app.canvas.ds.offset = [10, 70]; app.graph.setDirtyCanvas(true); }")
+
+    state = bh.wait_editor_ready(page, PE)
+    assert state["sizes"] == {"reference": list(REF_SIZE), "lineart": list(LINE_SIZE)}
+    assert state["hidden"]["hidden"] and state["hidden"]["options_hidden"], state["hidden"]
+    assert not state["hidden"]["element_shown"], "the points textarea is visible"
+    for side, size in (("reference", REF_SIZE), ("lineart", LINE_SIZE)):
+        scale = state["layout"][side]["s"]
+        assert scale > 1, f"{side} must be shown enlarged for pixel-exact clicks (scale {scale})"
+        assert (round(size[0] * scale), round(size[1] * scale)) != size
+
+    def at(side, xy):
+        return bh.client_xy(page, PE, side, *xy)
+
+    def points():
+        return json.loads(bh.editor_state(page, PE)["value"])
+
+    # 2. click three pairs (mouse, pen, touch), drag, delete, undo ------------------------------------------------
+    page.evaluate("""(id) => { const seen = window.mnPointerTypes = [];
+        app.graph.getNodeById(id).mnPointEditor.canvas.addEventListener('pointerdown', (e) => seen.push(e.pointerType));
+        }""", PE)
+    for k, (ref, line) in enumerate(CLICKED):  # mouse, pen, touch
+        tap = (page.mouse.click, lambda x, y: bh.pen_click(page, x, y), page.touchscreen.tap)[k]
+        tap(*at("reference", ref))
+        pending = bh.editor_state(page, PE)["pending"]
+        assert pending == {"side": "reference", "xy": list(ref)}, pending
+        tap(*at("lineart", line))
+    assert points() == expected(CLICKED)
+    assert page.evaluate("() => window.mnPointerTypes") == ["mouse", "mouse", "pen", "pen", "touch", "touch"]
+
+    side, start, end = DRAG
+    page.mouse.move(*at(side, start))
+    page.mouse.down()
+    x1, y1 = at(side, end)
+    page.mouse.move(x1, y1, steps=8)
+    page.mouse.up()
+    dragged = [CLICKED[0], (CLICKED[1][0], end), CLICKED[2]]
+    assert points() == expected(dragged)
+
+    page.mouse.click(*at("reference", CLICKED[0][0]), button="right")
+    assert points() == expected(FINAL)
+    n_nodes = page.evaluate("() => app.graph._nodes.length")
+    page.keyboard.press("Control+z")  # the editor has focus: undoes the delete, not a graph change
+    assert points() == expected(dragged)
+    assert page.evaluate("() => app.graph._nodes.length") == n_nodes
+    page.mouse.click(*at("reference", CLICKED[0][0]), button="right")
+    assert points() == expected(FINAL)
+
+    page.mouse.click(*at("reference", (5, 5)))  # a half pair, then the Undo button removes it
+    assert bh.editor_state(page, PE)["pending"] == {"side": "reference", "xy": [5, 5]}
+    page.locator(".mn-point-editor .mn-undo").first.click()
+    state = bh.editor_state(page, PE)
+    assert state["pending"] is None and points() == expected(FINAL), state
+
+    # canvas zoom: the widget is CSS-scaled with the graph, the mapping follows (and Escape drops a half pair)
+    page.evaluate("() => { app.canvas.ds.scale = 0.75; app.graph.setDirtyCanvas(true, true); }")
+    bh.wait_editor_settled(page, PE)
+    assert abs(page.evaluate("(id) => app.graph.getNodeById(id).mnPointEditor.clientScale().kx", PE) - 0.75) < 1e-6
+    page.mouse.click(*at("lineart", (33, 77)))
+    assert bh.editor_state(page, PE)["pending"] == {"side": "lineart", "xy": [33, 77]}
+    page.keyboard.press("Escape")
+    assert bh.editor_state(page, PE)["pending"] is None and points() == expected(FINAL)
+    page.evaluate("() => { app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true); }")
+    bh.wait_editor_settled(page, PE)
+
+    # the drawing follows the data: each remaining pair's disc centre has its palette colour on both images
+    assert_disc_colours(page, FINAL)
+
+    # 3. save/reload, copy/paste, API export ------------------------------------------------------------------------
+    saved = page.evaluate("() => app.graph.serialize()")
+    node = next(n for n in saved["nodes"] if n["id"] == PE)
+    assert json.loads(node["widgets_values"][0]) == expected(FINAL)
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", saved)
+    state = bh.wait_editor_ready(page, PE)
+    assert json.loads(state["value"]) == expected(FINAL) and state["points"]["pairs"] == expected(FINAL)["pairs"]
+    assert_disc_colours(page, FINAL)
+
+    pasted = page.evaluate("""async (id) => {  // the canvas's copy/paste (what Ctrl+C / Ctrl+V do)
+        const before = new Set(app.graph._nodes.map((n) => n.id));
+        app.canvas.selectNode(app.graph.getNodeById(id));
+        app.canvas.copyToClipboard();
+        await app.canvas.pasteFromClipboard();
+        const copies = app.graph._nodes.filter((n) => !before.has(n.id));
+        const out = copies.map((n) => ({type: n.type, value: n.widgets.find((w) => w.name === 'points').value,
+                                        editor: n.mnPointEditor.getPoints()}));
+        for (const n of copies) app.graph.remove(n);
+        return out; }""", PE)
+    assert len(pasted) == 1 and pasted[0]["type"] == "MangaNinjaPointEditor", pasted
+    assert json.loads(pasted[0]["value"]) == expected(FINAL), pasted
+    assert pasted[0]["editor"]["pairs"] == expected(FINAL)["pairs"], pasted
+
+    prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt, indent=1))
+    assert json.loads(prompt[str(PE)]["inputs"]["points"]) == expected(FINAL)
+    assert prompt[str(SAMPLER)]["inputs"]["points"] == [str(PE), 0]
+    assert "point_editor" not in prompt[str(PE)]["inputs"]
+
+    # the editor follows its inputs: another upstream image (and it refuses edits on it), a removed link
+    set_image = "([id, name]) => { app.graph.getNodeById(id).widgets.find((w) => w.name === 'image').value = name; }"
+    size_is = """([id, side, size]) =>
+        JSON.stringify(app.graph.getNodeById(id).mnPointEditor.imageSize(side)) === JSON.stringify(size)"""
+    page.evaluate(set_image, [2, "mn_other.png"])
+    bh.wait_for(page, size_is, [PE, "reference", list(OTHER_SIZE)], 15, "the other reference")
+    assert "placed on a 160x120 reference" in bh.editor_state(page, PE)["status"]
+    page.mouse.click(*at("reference", (150, 90)))
+    state = bh.editor_state(page, PE)
+    assert state["pending"] is None and json.loads(state["value"]) == expected(FINAL)
+    page.evaluate(set_image, [2, "mn_ref.png"])
+    bh.wait_for(page, size_is, [PE, "reference", list(REF_SIZE)], 15, "the reference again")
+    page.evaluate("(id) => { const n = app.graph.getNodeById(id); n.disconnectInput(n.findInputSlot('lineart')); }", PE)
+    bh.wait_for(page, size_is, [PE, "lineart", None], 15, "the line art to go with its link")
+    page.evaluate("""(id) => { const n = app.graph.getNodeById(id);
+        app.graph.getNodeById(3).connect(0, n, n.findInputSlot('lineart')); }""", PE)
+    bh.wait_editor_ready(page, PE)
+
+    # a value set from outside (24 pairs) is redrawn, and a 25th pair is refused with a message
+    full = {"pairs": [{"reference": [4 * k, 3], "lineart": [3, 4 * k]} for k in range(24)]}
+    page.evaluate("([id, v]) => { app.graph.getNodeById(id).widgets.find((w) => w.name === 'points').value = v; }",
+                  [PE, json.dumps(full)])
+    bh.wait_for(page, "(id) => app.graph.getNodeById(id).mnPointEditor.pairs.length === 24", PE, 5, "24 pairs")
+    page.mouse.click(*at("reference", (150, 100)))
+    state = bh.editor_state(page, PE)
+    assert "All 24 pairs are used" in state["status"] and state["pending"] is None, state["status"]
+    page.evaluate("([id, v]) => { app.graph.getNodeById(id).widgets.find((w) => w.name === 'points').value = v; }",
+                  [PE, json.dumps(expected(FINAL))])
+    bh.wait_for(page, "(id) => app.graph.getNodeById(id).mnPointEditor.pairs.length === 2", PE, 5, "2 pairs")
+
+    # 4. queue from the page; the sampler reports the points it used --------------------------------------------
+    before = set(server.client.history())
+    page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+    entry = wait_for_new_history(server.client, before, timeout=240)
+    assert ch.history_status(entry) == "success", ch.history_messages(entry)
+    used = entry["outputs"][str(SAMPLER)]["mn_points"][0]
+    assert numeric(used) == expected(FINAL), used
+    assert numeric(entry["outputs"][str(PE)]["mn_points"][0]) == expected(FINAL)
+
+    # the editor now also knows the raw images of the run (ui mn_sources)
+    bh.wait_for(page, """(id) => { const e = app.graph.getNodeById(id).mnPointEditor;
+        return e.runSources.reference && e.runSources.lineart; }""", PE, 30, "mn_sources from the run")
+    bh.wait_editor_ready(page, PE)
+    time.sleep(0.5)  # let the previews of the run draw before the screenshot
+
+
+def assert_disc_colours(page, pairs):
+    colours = page.evaluate("""([id, pairs]) => {
+        const e = app.graph.getNodeById(id).mnPointEditor;
+        e.draw();
+        const ctx = e.canvas.getContext('2d');
+        const dpr = e.canvas.width / e.canvas.clientWidth;
+        const hex = (d) => '#' + [d[0], d[1], d[2]].map((v) => v.toString(16).padStart(2, '0')).join('');
+        return pairs.map((pair) => ['reference', 'lineart'].map((side, i) => {
+            const [x, y] = e.toCanvas(side, pair[i]);
+            return hex(ctx.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data);
+        }));
+    }""", [PE, [[list(r), list(l)] for r, l in pairs]])
+    assert colours == [[PALETTE[k], PALETTE[k]] for k in range(len(pairs))], colours
+
+
+def wait_for_new_history(client, before: set, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for prompt_id, entry in client.history().items():
+            if prompt_id not in before and ch.history_status(entry):
+                return entry
+        time.sleep(0.2)
+    raise AssertionError(f"no finished prompt in /history after {timeout}s; queue={client.queue()}")
+
+
+def test_palette_matches_python():
+    """js/point_editor.js draws pair k in PALETTE[k-1] of nodes/points.py (same colours as the previews)."""
+    js = (ROOT / "js" / "point_editor.js").read_text()
+    m = re.search(r"const PALETTE = \[([^\]]*)\]", js)
+    assert m, "no PALETTE in js/point_editor.js"
+    assert re.findall(r'"(#[0-9a-fA-F]{6})"', m.group(1)) == python_palette()
+    from mn_core.points import MAX_PAIRS
+
+    assert int(re.search(r"const MAX_PAIRS = (\d+);", js).group(1)) == MAX_PAIRS
