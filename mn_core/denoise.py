@@ -25,11 +25,13 @@ def check_controlnet_supported(controlnet: nn.Module) -> None:
         raise NotImplementedError(f"ControlNet config uses {unsupported}, which the line-art ControlNet does not")
 
 
-def controlnet_residuals(controlnet: nn.Module, sample: torch.Tensor, timestep: int, context: torch.Tensor,
+def controlnet_residuals(controlnet: nn.Module, sample: torch.Tensor, timestep, context: torch.Tensor,
                          cond_embedding: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """diffusers' ControlNetModel.forward (conditioning_scale 1, no guess mode) with a precomputed
-    ``controlnet_cond_embedding(cond)``."""
-    timesteps = torch.full((sample.shape[0],), timestep, dtype=torch.int64, device=sample.device)
+    ``controlnet_cond_embedding(cond)``. ``timestep``: an int or a one-element int64 tensor."""
+    if not torch.is_tensor(timestep):
+        timestep = torch.tensor([timestep], dtype=torch.int64, device=sample.device)
+    timesteps = timestep.reshape(1).expand(sample.shape[0])
     emb = controlnet.time_embedding(controlnet.time_proj(timesteps).to(dtype=sample.dtype))
     h = controlnet.conv_in(sample) + cond_embedding
     residuals = [h]
@@ -64,10 +66,11 @@ class Denoiser:
     the ControlNet residuals are still computed once per step.
     """
 
-    def __init__(self, controlnet: nn.Module, unet: nn.Module, reader, inputs: StepInputs, dtype: torch.dtype,
-                 sequential_rows: bool = False):
+    def __init__(self, controlnet: nn.Module, unet, reader, inputs: StepInputs, dtype: torch.dtype,
+                 sequential_rows: bool = False, residuals=controlnet_residuals):
         self.controlnet = controlnet
-        self.unet = unet
+        self.unet = unet  # the module, or a compiled wrapper of it
+        self.residuals = residuals  # controlnet_residuals, or a compiled version of it
         self.reader = reader
         self.inputs = inputs
         self.dtype = dtype
@@ -76,13 +79,14 @@ class Denoiser:
     def __call__(self, z: torch.Tensor, t: int) -> dict[str, torch.Tensor]:
         rows = self.inputs.rows
         x = z.to(self.dtype)
+        t = torch.tensor([t], dtype=torch.int64, device=x.device)  # a tensor, so a compiled step is reused
         null, image = self.inputs.null_context, self.inputs.image_context
         # ControlNet: one row per distinct context.
         cn_contexts = (["null"] if "uncond" in rows else []) + (["image"] if any(r != "uncond" for r in rows) else [])
         cn_ctx = torch.cat([null if c == "null" else image for c in cn_contexts])
         n = len(cn_contexts)
-        down, mid = controlnet_residuals(self.controlnet, x.expand(n, -1, -1, -1), t, cn_ctx,
-                                         self.inputs.cond_embedding.expand(n, -1, -1, -1))
+        down, mid = self.residuals(self.controlnet, x.expand(n, -1, -1, -1), t, cn_ctx,
+                                   self.inputs.cond_embedding.expand(n, -1, -1, -1))
         groups = [(r,) for r in rows] if self.sequential_rows else [rows]
         eps = {}
         for group in groups:

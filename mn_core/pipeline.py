@@ -233,12 +233,14 @@ class MangaNinja:
     """The MangaNinja pipeline. Build it with :meth:`from_folder` (standalone) or from already-loaded modules."""
 
     def __init__(self, modules, *, null_context: torch.Tensor, schedule: DDIMSchedule, dtype: torch.dtype,
-                 sequential_rows: bool = False):
+                 sequential_rows: bool = False, compile: bool = False):
         self.modules = modules  # LocalModules, or ComfyUI's equivalent
         self.null_context = null_context.float().cpu()
         self.schedule = schedule
         self.dtype = dtype
         self.sequential_rows = sequential_rows
+        self.compile = compile  # torch.compile the per-step networks (first use compiles: slow once, then faster)
+        self._compiled: dict[str, tuple[nn.Module, Callable]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -247,13 +249,14 @@ class MangaNinja:
     @classmethod
     def from_folder(cls, root: str | Path, *, device="auto", precision="auto", download: bool = False,
                     progress=None, offload: bool | None = None, free_reference_models: bool = False,
-                    lazy: bool = False, sequential_rows: bool = False) -> MangaNinja:
+                    lazy: bool = False, sequential_rows: bool = False, compile: bool = False) -> MangaNinja:
         """Load the official checkpoint folder.
 
         ``offload`` (default: on for GPUs) keeps networks on the CPU until a phase needs them;
         ``free_reference_models`` drops the reference UNet and CLIP after each reference is encoded (least RAM,
         reloaded for the next reference); ``lazy`` loads each network when first needed; ``sequential_rows``
-        runs the guidance rows one by one (about a third of the activation memory, identical results).
+        runs the guidance rows one by one (about a third of the activation memory, identical results);
+        ``compile`` applies torch.compile to the per-step networks.
         """
         if download:
             models.ensure_models(root, progress=progress)
@@ -269,12 +272,27 @@ class MangaNinja:
                 owner.modules[name] = loaders[name]()
         null = models.compute_null_context(files)
         return cls(owner, null_context=null, schedule=models.load_schedule(files), dtype=dtype,
-                   sequential_rows=sequential_rows)
+                   sequential_rows=sequential_rows, compile=compile)
 
     # ----------------------------------------------------------------------------------------------------------
 
     def _module(self, name: str) -> nn.Module:
         return self.modules.get(name)
+
+    def _step_functions(self):
+        """The denoising UNet and the ControlNet residual function, compiled when asked."""
+        from .denoise import controlnet_residuals
+
+        unet = self._module("denoising_unet")
+        if not self.compile:
+            return unet, controlnet_residuals
+        cached = self._compiled.get("denoising_unet")
+        if cached is None or cached[0] is not unet:
+            cached = (unet, torch.compile(unet, dynamic=False))
+            self._compiled["denoising_unet"] = cached
+        if "controlnet_residuals" not in self._compiled:
+            self._compiled["controlnet_residuals"] = (None, torch.compile(controlnet_residuals, dynamic=False))
+        return cached[1], self._compiled["controlnet_residuals"][1]
 
     def latent_factor(self) -> int:
         vae = self._module("vae")
@@ -415,7 +433,9 @@ class MangaNinja:
                             null_context=self.null_context.to(device, dtype), image_context=ref.context.to(dtype),
                             cond_embedding=controlnet.controlnet_cond_embedding(cond))
         reader: ReferenceReader = unet.mn_reader
-        denoiser = Denoiser(controlnet, unet, reader, inputs, dtype, sequential_rows=self.sequential_rows)
+        step_unet, step_controlnet = self._step_functions()
+        denoiser = Denoiser(controlnet, step_unet, reader, inputs, dtype, sequential_rows=self.sequential_rows,
+                            residuals=step_controlnet)
         if trace is not None:
             trace.update(lineart_cond=cond.float().cpu(), point_emb_ref=[t.float().cpu() for t in ref_tokens],
                          point_emb_target=[t.float().cpu() for t in target_tokens], eps_per_step=[],
