@@ -136,6 +136,8 @@ class LocalModules:
             self.modules[name].to(self.device)
 
     def get(self, name: str) -> nn.Module:
+        if name not in self.modules:  # freed or lazy: load it (on the CPU / its load device) first
+            self.prepare((name,))
         return self.modules[name]
 
     def release(self, names) -> None:
@@ -248,13 +250,14 @@ class MangaNinja:
 
     @classmethod
     def from_folder(cls, root: str | Path, *, device="auto", precision="auto", download: bool = False,
-                    progress=None, offload: bool | None = None, free_reference_models: bool = False,
+                    progress=None, offload: bool | None = None, free_reference_models: bool | None = None,
                     lazy: bool = False, sequential_rows: bool = False, compile: bool = False) -> MangaNinja:
         """Load the official checkpoint folder.
 
         ``offload`` (default: on for GPUs) keeps networks on the CPU until a phase needs them;
-        ``free_reference_models`` drops the reference UNet and CLIP after each reference is encoded (least RAM,
-        reloaded for the next reference); ``lazy`` loads each network when first needed; ``sequential_rows``
+        ``free_reference_models`` (default: on for the CPU) drops the reference UNet and CLIP after each reference
+        is encoded and reloads them for the next reference. Float32 weights are memory-mapped from the files, so
+        the reload is cheap and the process only holds one phase's networks at a time. ``lazy`` loads each network when first needed; ``sequential_rows``
         runs the guidance rows one by one (about a third of the activation memory, identical results);
         ``compile`` applies torch.compile to the per-step networks.
         """
@@ -265,6 +268,8 @@ class MangaNinja:
         dtype = resolve_precision(precision, dev)
         if offload is None:
             offload = dev.type != "cpu"
+        if free_reference_models is None:
+            free_reference_models = dev.type == "cpu"
         loaders = module_loaders(files, dtype, device="cpu" if offload else dev)
         owner = LocalModules(loaders, dev, offload=offload, free_reference_models=free_reference_models)
         if not lazy:
