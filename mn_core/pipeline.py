@@ -113,10 +113,14 @@ def activation_bytes(size: int, rows: int, dtype: torch.dtype) -> int:
 class LocalModules:
     """Standalone module owner (ComfyUI supplies its own, backed by its model manager).
 
-    ``prepare`` brings modules to the compute device, loading them first if needed; ``release`` is called when a
-    phase no longer needs them: with ``offload`` they go back to the CPU, with ``free_reference_models`` the
+    ``prepare`` brings the networks a phase needs to the compute device, loading them first if needed. With
+    ``offload`` only one phase's large networks are on the device at a time: preparing a phase moves the other
+    phase's large networks back to the CPU (so colouring many frames moves nothing, and a new reference moves the
+    sampling networks out once). ``release`` is called when a phase is done: with ``free_reference_models`` the
     reference-only networks are dropped (and reloaded from disk for the next reference).
     """
+
+    LARGE = ("reference_unet", "clip_vision", "denoising_unet", "controlnet")
 
     def __init__(self, loaders: dict[str, Callable[[], nn.Module]], device: torch.device, *, offload: bool = False,
                  free_reference_models: bool = False, modules: dict[str, nn.Module] | None = None):
@@ -133,6 +137,11 @@ class LocalModules:
                 t0 = time.perf_counter()
                 self.modules[name] = self.loaders[name]()
                 self.load_seconds[name] = self.load_seconds.get(name, 0.0) + time.perf_counter() - t0
+        if self.offload:
+            for name, module in self.modules.items():
+                if name in self.LARGE and name not in names:
+                    module.to("cpu")
+        for name in names:
             self.modules[name].to(self.device)
 
     def get(self, name: str) -> nn.Module:
@@ -141,13 +150,10 @@ class LocalModules:
         return self.modules[name]
 
     def release(self, names) -> None:
-        for name in names:
-            if name not in self.modules:
-                continue
-            if self.free_reference_models and name in ("reference_unet", "clip_vision"):
-                del self.modules[name]
-            elif self.offload:
-                self.modules[name].to("cpu")
+        if self.free_reference_models:
+            for name in ("reference_unet", "clip_vision"):
+                if name in names:
+                    self.modules.pop(name, None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -251,7 +257,8 @@ class MangaNinja:
     @classmethod
     def from_folder(cls, root: str | Path, *, device="auto", precision="auto", download: bool = False,
                     progress=None, offload: bool | None = None, free_reference_models: bool | None = None,
-                    lazy: bool = False, sequential_rows: bool = False, compile: bool = False) -> MangaNinja:
+                    lazy: bool = False, sequential_rows: bool = False, compile: bool = False,
+                    channels_last: bool | None = None) -> MangaNinja:
         """Load the official checkpoint folder.
 
         ``offload`` (default: on for GPUs) keeps networks on the CPU until a phase needs them;
@@ -259,7 +266,8 @@ class MangaNinja:
         is encoded and reloads them for the next reference. Float32 weights are memory-mapped from the files, so
         the reload is cheap and the process only holds one phase's networks at a time. ``lazy`` loads each network when first needed; ``sequential_rows``
         runs the guidance rows one by one (about a third of the activation memory, identical results);
-        ``compile`` applies torch.compile to the per-step networks.
+        ``compile`` applies torch.compile to the per-step networks; ``channels_last`` (default: on for CUDA) stores
+        the convolution weights in the layout cuDNN prefers.
         """
         if download:
             models.ensure_models(root, progress=progress)
@@ -271,6 +279,10 @@ class MangaNinja:
         if free_reference_models is None:
             free_reference_models = dev.type == "cpu"
         loaders = module_loaders(files, dtype, device="cpu" if offload else dev)
+        if channels_last is None:
+            channels_last = dev.type == "cuda"
+        if channels_last:
+            loaders = {name: (lambda f=f: f().to(memory_format=torch.channels_last)) for name, f in loaders.items()}
         owner = LocalModules(loaders, dev, offload=offload, free_reference_models=free_reference_models)
         if not lazy:
             for name in MODULE_NAMES:

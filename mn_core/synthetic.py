@@ -189,3 +189,58 @@ def write_layout(root: str | Path, preset: Preset = TINY, *, seed: int = 0, over
     _save(randomize(ann, seed + 9, {"model4.1": 6.0}).state_dict(), paths["annotator"])
     return root
 
+
+
+def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0,
+                    channels_last: bool | None = None, offload: bool = False, **options):
+    """A MangaNinja pipeline whose networks are built in memory, directly on ``device``, with the networks' default
+    random initialisation (no files; for GPU benchmarks where writing ~10 GB of weights would dominate).
+
+    ``offload`` then keeps only one phase's large networks on the device, as ``from_folder`` does for GPUs.
+    ``options`` go to :class:`mn_core.pipeline.MangaNinja` (``sequential_rows``, ``compile``)."""
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPConfig, CLIPVisionModelWithProjection
+
+    from .lineart import LineartGenerator
+    from .pipeline import LocalModules, MangaNinja, prepare_module
+    from .pointnet import PointNet
+
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    clip = CLIPConfig.from_dict(clip_config(preset))
+    vision = clip.vision_config
+    vision.projection_dim = clip.projection_dim
+    builders = {
+        "reference_unet": lambda: UNet2DConditionModel.from_config(unet_config(preset)),
+        "denoising_unet": lambda: UNet2DConditionModel.from_config(unet_config(preset)),
+        "controlnet": lambda: ControlNetModel.from_config(controlnet_config(preset)),
+        "vae": lambda: AutoencoderKL.from_config(vae_config(preset)),
+        "clip_vision": lambda: CLIPVisionModelWithProjection(vision),
+        "point_net": lambda: PointNet([(c, 3 if i == 0 else 1) for i, c in enumerate(preset.unet_channels)]),
+        "annotator": lambda: LineartGenerator(widths=preset.annotator_widths),
+    }
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    modules = {}
+    default = torch.get_default_dtype()
+    for name, build in builders.items():
+        torch.set_default_dtype(torch.float32 if name == "annotator" else dtype)  # create weights in their dtype
+        try:
+            with device:
+                module = build().eval().requires_grad_(False)
+        finally:
+            torch.set_default_dtype(default)
+        if name == "reference_unet":
+            module.conv_norm_out, module.conv_out = None, nn.Identity()
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        modules[name] = prepare_module(name, module)
+    owner = LocalModules({}, device, offload=offload, modules=modules)
+    if offload:
+        for name in LocalModules.LARGE:
+            modules[name].to("cpu")
+    from .sampling import DDIMSchedule
+
+    null = torch.randn(1, 1, preset.cross_attention_dim)
+    return MangaNinja(owner, null_context=null, schedule=DDIMSchedule.from_config(SCHEDULER_CONFIG), dtype=dtype,
+                      **options)

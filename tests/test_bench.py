@@ -1,0 +1,47 @@
+"""The benchmark script (benchmarks/bench.py) in its --tiny mode: runs, prints its table, appends a JSON line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TIMINGS = ("model_load_s", "reference_encode_s", "lineart_s", "prepare_s", "once_per_image_s", "step_first_s",
+           "step_median_s", "decode_s", "e2e_s")
+
+
+def test_bench_tiny(tmp_path):
+    results = tmp_path / "results.jsonl"
+    proc = subprocess.run([sys.executable, "benchmarks/bench.py", "--tiny", "--compare-precisions",
+                           "--results", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for label in ("model build/load (s)", "once per image (s)", "per step, median (s)", "decode (s)",
+                  "end to end (s)", "peak RSS overall (GB)", "PSNR vs fp32"):
+        assert label in out, f"{label!r} missing from the table:\n{out}"
+
+    lines = results.read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    for key in ("timestamp", "machine", "device", "versions", "threads", "git_commit", "params", "results"):
+        assert key in record
+    assert {"platform", "cpu_model", "cores", "ram_bytes"} <= set(record["machine"])
+    assert {"torch", "diffusers", "transformers"} <= set(record["versions"])
+    assert record["threads"] >= 1
+    assert record["params"]["tiny"] is True and record["params"]["steps"] == 2 and record["params"]["size"] == 128
+
+    r = record["results"]
+    for key in TIMINGS:
+        assert isinstance(r[key], float) and r[key] > 0, (key, r[key])
+    assert len(r["frames"]) == 1 and len(r["frames"][0]["steps_s"]) == 2
+    assert math.isclose(r["once_per_image_s"], r["reference_encode_s"] + r["lineart_s"] + r["prepare_s"])
+    assert r["e2e_s"] >= r["once_per_image_s"]
+    assert r["peak_rss_bytes"] >= r["peak_rss_after_build_bytes"] > 0
+    assert set(r["phases"]) >= {"build", "encode_reference", "lineart", "steps", "decode"}
+    for p in ("fp16", "bf16"):
+        value = r["precision"][f"psnr_{p}_vs_fp32_db"]
+        assert value == "inf" or value > 0
