@@ -114,9 +114,9 @@ class LocalModules:
     """Standalone module owner (ComfyUI supplies its own, backed by its model manager).
 
     ``prepare`` brings the networks a phase needs to the compute device, loading them first if needed. With
-    ``offload`` only one phase's large networks are on the device at a time: preparing a phase moves the other
-    phase's large networks back to the CPU (so colouring many frames moves nothing, and a new reference moves the
-    sampling networks out once). ``release`` is called when a phase is done: with ``free_reference_models`` the
+    ``offload`` only one phase's large networks are on the device at a time: preparing a phase that needs large
+    networks moves the other phase's large networks back to the CPU (so colouring many frames moves nothing, and a
+    new reference moves the sampling networks out once); the small shared ones (VAE, PointNet, annotator) stay. ``release`` is called when a phase is done: with ``free_reference_models`` the
     reference-only networks are dropped (and reloaded from disk for the next reference).
     """
 
@@ -137,7 +137,7 @@ class LocalModules:
                 t0 = time.perf_counter()
                 self.modules[name] = self.loaders[name]()
                 self.load_seconds[name] = self.load_seconds.get(name, 0.0) + time.perf_counter() - t0
-        if self.offload:
+        if self.offload and any(name in self.LARGE for name in names):
             for name, module in self.modules.items():
                 if name in self.LARGE and name not in names:
                     module.to("cpu")

@@ -155,3 +155,34 @@ def test_fp16_decode_overflow_falls_back_to_fp32(tiny_models):
     assert not torch.isfinite(raw16).all()
     out = mn.decode(z)
     assert torch.isfinite(out).all() and out.dtype == torch.float32
+
+
+def test_gpu_placement_keeps_one_phase_on_the_device():
+    """Standalone offload: encoding moves the sampling networks out once; frames and decodes move nothing."""
+    from torch import nn
+
+    from mn_core.pipeline import REFERENCE_MODELS, SAMPLING_MODELS, LocalModules
+
+    moves = []
+
+    class Recording(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def to(self, *args, **kwargs):
+            moves.append((self.name, str(args[0])))
+            return self
+
+    names = ("reference_unet", "denoising_unet", "controlnet", "vae", "clip_vision", "point_net", "annotator")
+    owner = LocalModules({}, torch.device("cuda"), offload=True, modules={n: Recording(n) for n in names})
+    owner.prepare(REFERENCE_MODELS)
+    assert ("denoising_unet", "cpu") in moves and ("controlnet", "cpu") in moves
+    assert ("reference_unet", "cuda") in moves and ("clip_vision", "cuda") in moves
+    moves.clear()
+    owner.prepare(SAMPLING_MODELS)
+    assert ("reference_unet", "cpu") in moves and ("clip_vision", "cpu") in moves
+    moves.clear()
+    owner.prepare(("vae",))  # decoding evicts nothing
+    owner.prepare(("annotator",))
+    assert all(device != "cpu" for _, device in moves)
