@@ -588,8 +588,7 @@ def compare_precisions(models: Path, args, device: torch.device, have: dict[str,
         print(f"compare-precisions: running {precision} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         mn = MangaNinja.from_folder(models, device=device, precision=precision, lazy=args.lazy,
-                                    free_reference_models=args.low_memory or None, sequential_rows=args.low_memory,
-                                    offload=args.offload_flag)
+                                    sequential_rows=args.low_memory, one_phase=args.offload_flag is not False)
         ref = mn.encode_reference(reference_image, size=args.size, fit=args.fit, seed=args.seed)
         lineart = (mn.extract_lineart(frame, size=args.size, fit=args.fit) if extract
                    else mn.lineart_from_drawing(frame, size=args.size, fit=args.fit))
@@ -831,11 +830,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed of the reference noise; frame i uses seed+1+i")
     m = ap.add_argument_group("modes")
     m.add_argument("--low-memory", action="store_true",
-                   help="free_reference_models + sequential_rows (what the CLI's --low-memory does)")
+                   help="sequential_rows (what the CLI's --low-memory does)")
     m.add_argument("--lazy", action="store_true", help="load each network when first needed")
     m.add_argument("--compile", action="store_true", help="torch.compile the per-step networks (compiles during "
                    "the first colorize; use with --warmup to time the compiled steps)")
-    m.add_argument("--offload", choices=("auto", "on", "off"), default="auto",
+    m.add_argument("--offload", choices=("auto", "on", "off"), default="auto",  # mn_core's one_phase
                    help="keep networks on the CPU between phases (auto: on for GPUs, as from_folder)")
     m.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     m.add_argument("--prefault", action="store_true",
@@ -926,12 +925,12 @@ def main(argv=None) -> int:
                 mn = synthetic.random_pipeline(synthetic.SD15, device=device,
                                                dtype=resolve_precision(args.precision, device),
                                                seed=args.weights_seed, channels_last=args.channels_last or None,
-                                               offload=args.offload_flag is not False and device.type != "cpu",
+                                               one_phase=args.offload_flag is not False and device.type != "cpu",
                                                sequential_rows=args.low_memory, compile=args.compile)
             else:
                 mn = MangaNinja.from_folder(models, device=device, precision=args.precision, lazy=args.lazy,
-                                            free_reference_models=args.low_memory or None,
-                                            sequential_rows=args.low_memory, offload=args.offload_flag,
+                                            sequential_rows=args.low_memory,
+                                            one_phase=args.offload_flag is not False,
                                             compile=args.compile, channels_last=args.channels_last or None)
             if args.prefault:
                 prefault(mn)

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: fp16 on GPUs, fp32 on CPU")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     c.add_argument("--low-memory", action="store_true",
-                   help="run guidance rows one at a time and free reference-only models after use (same output)")
+                   help="run the guidance rows one at a time: less activation memory, same output, slower")
     c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
     c.add_argument("--lineart-out", type=Path, metavar="PATH", help="also write the line art that was used")
 
@@ -139,8 +139,7 @@ def cmd_colorize(args) -> int:
             print(f"downloaded {role} ({done / 1e6:.1f} MB)", file=sys.stderr)
 
     mn = MangaNinja.from_folder(args.models, device=args.device, precision=args.precision, download=args.download,
-                                progress=download_progress, sequential_rows=args.low_memory,
-                                free_reference_models=args.low_memory)
+                                progress=download_progress, sequential_rows=args.low_memory)
     import torch
 
     generator = torch.Generator("cpu").manual_seed(args.seed)  # draw 1: reference noise, draw 2: initial latents

@@ -113,47 +113,43 @@ def activation_bytes(size: int, rows: int, dtype: torch.dtype) -> int:
 class LocalModules:
     """Standalone module owner (ComfyUI supplies its own, backed by its model manager).
 
-    ``prepare`` brings the networks a phase needs to the compute device, loading them first if needed. With
-    ``offload`` only one phase's large networks are on the device at a time: preparing a phase that needs large
-    networks moves the other phase's large networks back to the CPU (so colouring many frames moves nothing, and a
-    new reference moves the sampling networks out once); the small shared ones (VAE, PointNet, annotator) stay. ``release`` is called when a phase is done: with ``free_reference_models`` the
-    reference-only networks are dropped (and reloaded from disk for the next reference).
+    ``prepare`` brings the networks a phase needs to the compute device, loading them first if needed (weights are
+    memory-mapped from the files where the precision allows, so loading is cheap). With ``one_phase`` only one
+    phase's large networks are held at a time: preparing the reference phase (reference UNet, CLIP) evicts the
+    sampling phase's (denoising UNet, ControlNet) and the other way round. Evicting moves a network to the CPU when
+    computing on a GPU, and drops it when computing on the CPU (it is reloaded from its file when needed again).
+    So colouring many frames with one reference moves nothing; a new reference swaps the phases once. The small
+    shared networks (VAE, PointNet, annotator) always stay.
     """
 
     LARGE = ("reference_unet", "clip_vision", "denoising_unet", "controlnet")
 
-    def __init__(self, loaders: dict[str, Callable[[], nn.Module]], device: torch.device, *, offload: bool = False,
-                 free_reference_models: bool = False, modules: dict[str, nn.Module] | None = None):
+    def __init__(self, loaders: dict[str, Callable[[], nn.Module]], device: torch.device, *, one_phase: bool = True,
+                 modules: dict[str, nn.Module] | None = None):
         self.loaders = loaders
         self.device = device
-        self.offload = offload
-        self.free_reference_models = free_reference_models
+        self.one_phase = one_phase
         self.modules: dict[str, nn.Module] = dict(modules or {})
         self.load_seconds: dict[str, float] = {}
 
     def prepare(self, names, memory_required: int = 0) -> None:
+        if self.one_phase and any(name in self.LARGE for name in names):
+            for name in [n for n in self.modules if n in self.LARGE and n not in names]:
+                if self.device.type == "cpu" and name in self.loaders:
+                    del self.modules[name]
+                else:
+                    self.modules[name].to("cpu")
         for name in names:
             if name not in self.modules:
                 t0 = time.perf_counter()
                 self.modules[name] = self.loaders[name]()
                 self.load_seconds[name] = self.load_seconds.get(name, 0.0) + time.perf_counter() - t0
-        if self.offload and any(name in self.LARGE for name in names):
-            for name, module in self.modules.items():
-                if name in self.LARGE and name not in names:
-                    module.to("cpu")
-        for name in names:
             self.modules[name].to(self.device)
 
     def get(self, name: str) -> nn.Module:
-        if name not in self.modules:  # freed or lazy: load it (on the CPU / its load device) first
+        if name not in self.modules:  # evicted or lazy: load it first
             self.prepare((name,))
         return self.modules[name]
-
-    def release(self, names) -> None:
-        if self.free_reference_models:
-            for name in ("reference_unet", "clip_vision"):
-                if name in names:
-                    self.modules.pop(name, None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -256,15 +252,14 @@ class MangaNinja:
 
     @classmethod
     def from_folder(cls, root: str | Path, *, device="auto", precision="auto", download: bool = False,
-                    progress=None, offload: bool | None = None, free_reference_models: bool | None = None,
+                    progress=None, one_phase: bool = True,
                     lazy: bool = False, sequential_rows: bool = False, compile: bool = False,
                     channels_last: bool | None = None) -> MangaNinja:
         """Load the official checkpoint folder.
 
-        ``offload`` (default: on for GPUs) keeps networks on the CPU until a phase needs them;
-        ``free_reference_models`` (default: on for the CPU) drops the reference UNet and CLIP after each reference
-        is encoded and reloads them for the next reference. Float32 weights are memory-mapped from the files, so
-        the reload is cheap and the process only holds one phase's networks at a time. ``lazy`` loads each network when first needed; ``sequential_rows``
+        ``one_phase`` (default) holds only the current phase's large networks on the device (GPU) or in memory
+        (CPU), see :class:`LocalModules`; off, everything stays resident (faster when alternating references).
+        ``lazy`` loads each network when first needed; ``sequential_rows``
         runs the guidance rows one by one (about a third of the activation memory, identical results);
         ``compile`` applies torch.compile to the per-step networks; ``channels_last`` (default: on for CUDA) stores
         the convolution weights in the layout cuDNN prefers.
@@ -274,16 +269,12 @@ class MangaNinja:
         files = models.ModelFiles.from_folder(root)
         dev = resolve_device(device)
         dtype = resolve_precision(precision, dev)
-        if offload is None:
-            offload = dev.type != "cpu"
-        if free_reference_models is None:
-            free_reference_models = dev.type == "cpu"
-        loaders = module_loaders(files, dtype, device="cpu" if offload else dev)
+        loaders = module_loaders(files, dtype, device="cpu" if one_phase else dev)
         if channels_last is None:
             channels_last = dev.type == "cuda"
         if channels_last:
             loaders = {name: (lambda f=f: f().to(memory_format=torch.channels_last)) for name, f in loaders.items()}
-        owner = LocalModules(loaders, dev, offload=offload, free_reference_models=free_reference_models)
+        owner = LocalModules(loaders, dev, one_phase=one_phase)
         if not lazy:
             for name in MODULE_NAMES:
                 owner.modules[name] = loaders[name]()
@@ -351,7 +342,6 @@ class MangaNinja:
                          ref_posterior_mean=posterior.mean.float().cpu(), ref_posterior_std=posterior.std.float().cpu(),
                          ref_latents=latents.float().cpu(), ref_bank={k: v.float().cpu() for k, v in raw_bank.items()})
         seconds = _sync(device) - t0
-        self.modules.release(REFERENCE_MODELS)
         return Reference(size=size, fit=fitting, image=processed, context=context, latents=latents, bank=bank,
                          seed=seed, seconds=seconds)
 
@@ -479,7 +469,6 @@ class MangaNinja:
 
         with reader.bound(ref.bank, ref_tokens, target_tokens, inputs.rows):
             z = sample(denoiser, z.to(device), self.schedule, steps, guidance_ref, guidance_point, on_step)
-        self.modules.release(SAMPLING_MODELS)
         t_decode = time.perf_counter()
         decoded = self.decode(z, trace)
         timings["decode"] = _sync(device) - t_decode

@@ -192,11 +192,11 @@ def write_layout(root: str | Path, preset: Preset = TINY, *, seed: int = 0, over
 
 
 def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0,
-                    channels_last: bool | None = None, offload: bool = False, **options):
+                    channels_last: bool | None = None, one_phase: bool = False, **options):
     """A MangaNinja pipeline whose networks are built in memory, directly on ``device``, with the networks' default
     random initialisation (no files; for GPU benchmarks where writing ~10 GB of weights would dominate).
 
-    ``offload`` then keeps only one phase's large networks on the device, as ``from_folder`` does for GPUs.
+    ``one_phase`` then keeps only one phase's large networks on the device, as ``from_folder`` does.
     ``options`` go to :class:`mn_core.pipeline.MangaNinja` (``sequential_rows``, ``compile``)."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPVisionModelWithProjection
@@ -235,8 +235,8 @@ def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         modules[name] = prepare_module(name, module)
-    owner = LocalModules({}, device, offload=offload, modules=modules)
-    if offload:
+    owner = LocalModules({}, device, one_phase=one_phase, modules=modules)
+    if one_phase:
         for name in LocalModules.LARGE:
             modules[name].to("cpu")
     from .sampling import DDIMSchedule

@@ -146,13 +146,10 @@ class ComfyModules:
     def get(self, name: str) -> nn.Module:
         return self.patchers[name].model.net
 
-    def release(self, names) -> None:
-        """Nothing: ComfyUI evicts models when it needs their memory."""
-
 
 def make_owner(modules: dict[str, nn.Module], device: torch.device):
     if mm is None:
-        return LocalModules({}, device, offload=device.type != "cpu", modules=modules)
+        return LocalModules({}, device, one_phase=device.type != "cpu", modules=modules)
     return ComfyModules(modules, device, mm.unet_offload_device())
 
 

@@ -55,9 +55,8 @@ def tiny(tiny_models):
     return MangaNinja.from_folder(tiny_models, device="cpu", precision="fp32")
 
 
-@pytest.fixture(scope="session")
-def sample_images():
-    """A reference, and line art of the same character in both polarities (non-square)."""
+def draw_samples():
+    """A reference (160x120), and line art of the same character (96x140) in both polarities."""
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -69,6 +68,9 @@ def sample_images():
     d = ImageDraw.Draw(line)
     d.ellipse((10, 10, 86, 80), outline=0, width=3)
     d.rectangle((28, 78, 68, 136), outline=0, width=3)
-    black_on_white = line
-    white_on_black = Image.fromarray(255 - np.asarray(line))
-    return {"reference": ref, "black_on_white": black_on_white, "white_on_black": white_on_black}
+    return {"reference": ref, "black_on_white": line, "white_on_black": Image.fromarray(255 - np.asarray(line))}
+
+
+@pytest.fixture(scope="session")
+def sample_images():
+    return draw_samples()

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import comfyui_harness as ch
-from conftest import ROOT
+from conftest import ROOT, draw_samples
 from workflow_graphs import GRAPHS, INPUT_IMAGES, WORKFLOWS, render
 
 PACK_NAME = "comfyui-manganinja"
@@ -29,14 +29,8 @@ TEST_POINTS = {"pairs": [{"reference": [80, 50], "lineart": [48, 45]}, {"referen
 
 
 def make_test_images() -> dict[str, Image.Image]:
-    ref = Image.new("RGB", (160, 120), "white")
-    d = ImageDraw.Draw(ref)
-    d.ellipse((40, 10, 120, 90), fill=(230, 90, 60), outline=(20, 20, 20), width=3)
-    d.rectangle((60, 80, 100, 118), fill=(40, 80, 200), outline=(20, 20, 20), width=3)
-    line = Image.new("L", (96, 140), 255)
-    d = ImageDraw.Draw(line)
-    d.ellipse((10, 10, 86, 80), outline=0, width=3)
-    d.rectangle((28, 78, 68, 136), outline=0, width=3)
+    samples = draw_samples()
+    ref, line = samples["reference"], samples["black_on_white"]
     frame2 = line.transpose(Image.FLIP_LEFT_RIGHT)
     target = ref.rotate(15, fillcolor="white").resize((120, 160))
     return dict(zip(INPUT_IMAGES, (ref, line, frame2, target)))

@@ -128,15 +128,21 @@ def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_ima
     g = dict(size=128, seed=3)
     base_ref = tiny.encode_reference(sample_images["reference"], **g)
     base = tiny.colorize(base_ref, sample_images["black_on_white"], steps=2, seed=3)
-    lean = MangaNinja.from_folder(tiny_models, precision="fp32", lazy=True, free_reference_models=True,
-                                  sequential_rows=True)
+    lean = MangaNinja.from_folder(tiny_models, precision="fp32", lazy=True, sequential_rows=True)
     assert "reference_unet" not in lean.modules.modules  # lazy: nothing loaded yet
     ref = lean.encode_reference(sample_images["reference"], **g)
-    assert "reference_unet" not in lean.modules.modules and "clip_vision" not in lean.modules.modules
+    assert "reference_unet" in lean.modules.modules and "denoising_unet" not in lean.modules.modules
     out = lean.colorize(ref, sample_images["black_on_white"], steps=2, seed=3)
+    # One phase at a time on the CPU: the reference networks were dropped when sampling began.
+    assert "reference_unet" not in lean.modules.modules and "clip_vision" not in lean.modules.modules
     assert torch.allclose(out.latents, base.latents, rtol=0, atol=1e-4)
     again = lean.encode_reference(sample_images["reference"], **g)  # reloaded from disk
     assert torch.equal(again.latents, ref.latents)
+    assert "denoising_unet" not in lean.modules.modules
+    everything = MangaNinja.from_folder(tiny_models, precision="fp32", one_phase=False)
+    everything.encode_reference(sample_images["reference"], **g)
+    everything.colorize(ref, sample_images["black_on_white"], steps=1, seed=3)
+    assert set(everything.modules.modules) >= {"reference_unet", "denoising_unet", "controlnet", "clip_vision"}
 
 
 def test_timings_are_reported(tiny, sample_images):
@@ -175,7 +181,7 @@ def test_gpu_placement_keeps_one_phase_on_the_device():
             return self
 
     names = ("reference_unet", "denoising_unet", "controlnet", "vae", "clip_vision", "point_net", "annotator")
-    owner = LocalModules({}, torch.device("cuda"), offload=True, modules={n: Recording(n) for n in names})
+    owner = LocalModules({}, torch.device("cuda"), one_phase=True, modules={n: Recording(n) for n in names})
     owner.prepare(REFERENCE_MODELS)
     assert ("denoising_unet", "cpu") in moves and ("controlnet", "cpu") in moves
     assert ("reference_unet", "cuda") in moves and ("clip_vision", "cuda") in moves
