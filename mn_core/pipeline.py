@@ -12,6 +12,7 @@ posterior noise, shape (1, 4, h, w), in :meth:`MangaNinja.encode_reference`; (2)
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -134,11 +135,15 @@ class LocalModules:
 
     def prepare(self, names, memory_required: int = 0) -> None:
         if self.one_phase and any(name in self.LARGE for name in names):
+            dropped = False
             for name in [n for n in self.modules if n in self.LARGE and n not in names]:
                 if self.device.type == "cpu" and name in self.loaders:
                     del self.modules[name]
+                    dropped = True
                 else:
                     self.modules[name].to("cpu")
+            if dropped:
+                gc.collect()  # the attention processors make reference cycles: free the weights now
         for name in names:
             if name not in self.modules:
                 t0 = time.perf_counter()
