@@ -18,7 +18,7 @@ if _missing:
     logging.getLogger("MangaNinja").error(
         "MangaNinja nodes not loaded: missing Python package(s) %s. Install them with: pip install -r %s",
         ", ".join(_missing), os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements.txt"))
-else:
+elif __package__:  # ComfyUI imports the pack folder as a package; a bare import (e.g. by pytest) registers nothing
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -120,7 +120,7 @@ class LocalModules:
     sampling phase's (denoising UNet, ControlNet) and the other way round. Evicting moves a network to the CPU when
     computing on a GPU, and drops it when computing on the CPU (it is reloaded from its file when needed again).
     So colouring many frames with one reference moves nothing; a new reference swaps the phases once. The small
-    shared networks (VAE, PointNet, annotator) always stay.
+    shared networks (PointNet, annotator, the VAE's decoder) stay; the VAE's encoder joins the reference phase.
     """
 
     LARGE = ("reference_unet", "clip_vision", "denoising_unet", "controlnet")
@@ -149,7 +149,17 @@ class LocalModules:
                 t0 = time.perf_counter()
                 self.modules[name] = self.loaders[name]()
                 self.load_seconds[name] = self.load_seconds.get(name, 0.0) + time.perf_counter() - t0
-            self.modules[name].to(self.device)
+            module = self.modules[name]
+            if name == "vae" and self.one_phase and "reference_unet" not in names:
+                # Outside the reference phase only the decoder is needed: the encoder stays off the device.
+                for part in ("encoder", "quant_conv"):
+                    if getattr(module, part, None) is not None:
+                        getattr(module, part).to("cpu")
+                for part in ("decoder", "post_quant_conv"):
+                    if getattr(module, part, None) is not None:
+                        getattr(module, part).to(self.device)
+            else:
+                module.to(self.device)
 
     def get(self, name: str) -> nn.Module:
         if name not in self.modules:  # evicted or lazy: load it first

@@ -17,6 +17,9 @@ FIXTURES = Path(os.environ.get("MN_FIXTURES", SHARED / "fixtures"))
 KEYS = Path(os.environ.get("MN_KEYS", SHARED / "keys"))
 
 
+CHUNK = 4096  # huggingface_hub's write/progress granularity with the fake hub (10 MiB by default)
+
+
 def fixture_cases() -> list[Path]:
     return sorted(p.parent for p in FIXTURES.glob("cases/*/case.json"))
 
@@ -74,3 +77,53 @@ def draw_samples():
 @pytest.fixture(scope="session")
 def sample_images():
     return draw_samples()
+
+
+class _NoSleepTime:
+    """Stands in for the ``time`` module inside huggingface_hub so its retry back-off does not wait."""
+
+    def __init__(self, real):
+        self._real = real
+        self.sleeps: list[float] = []
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A local fake Hugging Face hub (tests/fake_hub.py) that huggingface_hub talks to via HF_ENDPOINT."""
+    import time
+
+    import huggingface_hub
+    import huggingface_hub.file_download as fd
+    import huggingface_hub.utils._http as hf_http
+    from huggingface_hub import constants
+
+    from fake_hub import FakeHub
+
+    fake = FakeHub().start()
+    # Set HF_ENDPOINT only in the environment: huggingface_hub read it once at import (constants.ENDPOINT), so
+    # this also checks that download() reads it at call time.
+    monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never send a real stored login
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never copy from the user's cache
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
+    shim = _NoSleepTime(time)
+    monkeypatch.setattr(fd, "time", shim)
+    monkeypatch.setattr(hf_http, "time", shim)
+    huggingface_hub.close_session()  # fresh client (proxy env) and no pooled connections from other tests
+    fake.sleeps = shim.sleeps
+    yield fake
+    huggingface_hub.close_session()
+    fake.stop()
+
+

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # also works with a bare `pytest` (no conftest/pyproject yet)
-    sys.path.insert(0, str(REPO_ROOT))
+from conftest import CHUNK, ROOT as REPO_ROOT
+from fake_hub import FakeHub, closed_port_endpoint
 
-from fake_hub import FakeHub, closed_port_endpoint  # noqa: E402
-
-from mn_core import download as dl  # noqa: E402
+from mn_core import download as dl
 from mn_core.layout import BY_ROLE  # noqa: E402
 
-CHUNK = 4096  # huggingface_hub's write/progress granularity in these tests (10 MiB by default)
 
 
 def _bytes(n: int, seed: str) -> bytes:
@@ -30,51 +26,6 @@ def _bytes(n: int, seed: str) -> bytes:
         out += hashlib.sha256(f"{seed}:{i}".encode()).digest()
         i += 1
     return bytes(out[:n])
-
-
-class _NoSleepTime:
-    """Stands in for the ``time`` module inside huggingface_hub so its retry back-off does not wait."""
-
-    def __init__(self, real):
-        self._real = real
-        self.sleeps: list[float] = []
-
-    def sleep(self, s):
-        self.sleeps.append(s)
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    import time
-
-    import huggingface_hub
-    import huggingface_hub.file_download as fd
-    import huggingface_hub.utils._http as hf_http
-    from huggingface_hub import constants
-
-    fake = FakeHub().start()
-    # Set HF_ENDPOINT only in the environment: huggingface_hub read it once at import (constants.ENDPOINT), so
-    # this also checks that download() reads it at call time.
-    monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never send a real stored login
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never copy from the user's cache
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
-    shim = _NoSleepTime(time)
-    monkeypatch.setattr(fd, "time", shim)
-    monkeypatch.setattr(hf_http, "time", shim)
-    huggingface_hub.close_session()  # fresh client (proxy env) and no pooled connections from other tests
-    fake.sleeps = shim.sleeps
-    yield fake
-    huggingface_hub.close_session()
-    fake.stop()
 
 
 def _add(hub: FakeHub, role: str, size: int, **knobs):

@@ -8,7 +8,6 @@ import pytest
 
 from conftest import ROOT
 from mn_core import MangaNinja, layout, models, synthetic
-from test_download import hub  # noqa: F401 - the fake hub fixture
 
 pytestmark = pytest.mark.usefixtures("hub")
 
@@ -24,7 +23,7 @@ def requested_files(fake):
     return {r.file.path for r in fake.requests if r.file is not None and r.method == "GET"}
 
 
-def test_complete_overlays_skip_the_base_weights(hub, tiny_models, tmp_path):  # noqa: F811
+def test_complete_overlays_skip_the_base_weights(hub, tiny_models, tmp_path):
     serve_layout(hub, tiny_models)
     root = tmp_path / "models"
     models.ensure_models(root)
@@ -40,7 +39,7 @@ def test_complete_overlays_skip_the_base_weights(hub, tiny_models, tmp_path):  #
     assert len(hub.requests) == n
 
 
-def test_partial_overlays_fetch_their_base(hub, tmp_path):  # noqa: F811
+def test_partial_overlays_fetch_their_base(hub, tmp_path):
     src = synthetic.write_layout(tmp_path / "src", synthetic.TINY, drop_overlay_keys={"controlnet": ["conv_in."]})
     serve_layout(hub, src)
     root = tmp_path / "models"
@@ -51,7 +50,7 @@ def test_partial_overlays_fetch_their_base(hub, tmp_path):  # noqa: F811
     MangaNinja.from_folder(root, precision="fp32")
 
 
-def test_cli_download_and_colorize_with_download(hub, tiny_models, tmp_path, sample_images):  # noqa: F811
+def test_cli_download_and_colorize_with_download(hub, tiny_models, tmp_path, sample_images):
     serve_layout(hub, tiny_models)
     env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(tmp_path / "cache"),
                HF_HUB_DISABLE_IMPLICIT_TOKEN="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
@@ -69,7 +68,7 @@ def test_cli_download_and_colorize_with_download(hub, tiny_models, tmp_path, sam
     assert (tmp_path / "o.png").exists()
 
 
-def test_cli_download_failure_is_one_line(hub, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_cli_download_failure_is_one_line(hub, tmp_path, monkeypatch, capsys):
     from mn_core.cli import main
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there

@@ -316,3 +316,32 @@ def test_nodes_run_standalone_without_comfyui(tiny_models, tmp_path, sample_imag
 
 def test_logging_uses_the_pack_logger(pack):
     assert pack.nodes.comfy.log.name == "MangaNinja" and isinstance(pack.nodes.comfy.log, logging.Logger)
+
+
+def test_loader_downloads_missing_files_only_when_run(pack, comfy_env, tiny_models, tmp_path, hub):
+    """download=True fetches the layout through mn_core's downloader (a local fake hub here), with progress."""
+    import comfy.utils
+
+    from mn_core import layout
+
+    fp = comfy_env["folder_paths"]
+    for lf in layout.FILES:
+        path = lf.find(tiny_models)
+        if path is not None:
+            hub.add(lf.repo, lf.repo_file, path.read_bytes())
+    target = tmp_path / "downloaded"
+    saved = fp.folder_names_and_paths["manganinja"]
+    fp.folder_names_and_paths["manganinja"] = ([str(target)], set())
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview: seen.append((value, total)))
+    try:
+        with pytest.raises(Exception, match="missing under"):
+            pack.nodes.load.LoadMangaNinja().load("fp32", False)  # off: nothing is fetched
+        assert not any(r.method == "GET" for r in hub.requests)
+        model = pack.nodes.load.LoadMangaNinja().load("fp32", True)[0]
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        fp.folder_names_and_paths["manganinja"] = saved
+    assert layout.missing(target) == []
+    assert model.null_context.shape == (1, 1, 16)
+    assert seen and seen[-1] == (100, 100) and all(t == 100 for _, t in seen)

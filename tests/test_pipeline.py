@@ -180,15 +180,24 @@ def test_gpu_placement_keeps_one_phase_on_the_device():
             moves.append((self.name, str(args[0])))
             return self
 
-    names = ("reference_unet", "denoising_unet", "controlnet", "vae", "clip_vision", "point_net", "annotator")
-    owner = LocalModules({}, torch.device("cuda"), one_phase=True, modules={n: Recording(n) for n in names})
+    class RecordingVAE(Recording):
+        def __init__(self):
+            super().__init__("vae")
+            self.encoder, self.quant_conv = Recording("vae.encoder"), Recording("vae.quant_conv")
+            self.decoder, self.post_quant_conv = Recording("vae.decoder"), Recording("vae.post_quant_conv")
+
+    names = ("reference_unet", "denoising_unet", "controlnet", "clip_vision", "point_net", "annotator")
+    modules = {n: Recording(n) for n in names}
+    modules["vae"] = RecordingVAE()
+    owner = LocalModules({}, torch.device("cuda"), one_phase=True, modules=modules)
     owner.prepare(REFERENCE_MODELS)
     assert ("denoising_unet", "cpu") in moves and ("controlnet", "cpu") in moves
-    assert ("reference_unet", "cuda") in moves and ("clip_vision", "cuda") in moves
+    assert ("reference_unet", "cuda") in moves and ("clip_vision", "cuda") in moves and ("vae", "cuda") in moves
     moves.clear()
     owner.prepare(SAMPLING_MODELS)
     assert ("reference_unet", "cpu") in moves and ("clip_vision", "cpu") in moves
     moves.clear()
-    owner.prepare(("vae",))  # decoding evicts nothing
+    owner.prepare(("vae",))  # decoding: only the VAE's decoder comes; nothing large is evicted
     owner.prepare(("annotator",))
-    assert all(device != "cpu" for _, device in moves)
+    assert ("vae.encoder", "cpu") in moves and ("vae.decoder", "cuda") in moves
+    assert not any(name in LocalModules.LARGE for name, _ in moves)
