@@ -119,8 +119,9 @@ class LocalModules:
     phase's large networks are held at a time: preparing the reference phase (reference UNet, CLIP) evicts the
     sampling phase's (denoising UNet, ControlNet) and the other way round. Evicting moves a network to the CPU when
     computing on a GPU, and drops it when computing on the CPU (it is reloaded from its file when needed again).
-    So colouring many frames with one reference moves nothing; a new reference swaps the phases once. The small
-    shared networks (PointNet, annotator, the VAE's decoder) stay; the VAE's encoder joins the reference phase.
+    ``release`` evicts a finished phase's networks at once (the reference networks right after a reference is
+    encoded). So colouring many frames with one reference moves nothing. The small shared networks (PointNet,
+    annotator, the VAE's decoder) stay; the VAE's encoder belongs to the reference phase.
     """
 
     LARGE = ("reference_unet", "clip_vision", "denoising_unet", "controlnet")
@@ -133,17 +134,26 @@ class LocalModules:
         self.modules: dict[str, nn.Module] = dict(modules or {})
         self.load_seconds: dict[str, float] = {}
 
+    def _evict(self, names) -> None:
+        dropped = False
+        for name in names:
+            if name not in self.modules:
+                continue
+            if self.device.type == "cpu" and name in self.loaders:
+                del self.modules[name]
+                dropped = True
+            elif name == "vae":
+                for part in ("encoder", "quant_conv"):
+                    if getattr(self.modules[name], part, None) is not None:
+                        getattr(self.modules[name], part).to("cpu")
+            else:
+                self.modules[name].to("cpu")
+        if dropped:
+            gc.collect()  # the attention processors make reference cycles: free the weights now
+
     def prepare(self, names, memory_required: int = 0) -> None:
         if self.one_phase and any(name in self.LARGE for name in names):
-            dropped = False
-            for name in [n for n in self.modules if n in self.LARGE and n not in names]:
-                if self.device.type == "cpu" and name in self.loaders:
-                    del self.modules[name]
-                    dropped = True
-                else:
-                    self.modules[name].to("cpu")
-            if dropped:
-                gc.collect()  # the attention processors make reference cycles: free the weights now
+            self._evict([n for n in self.modules if n in self.LARGE and n not in names])
         for name in names:
             if name not in self.modules:
                 t0 = time.perf_counter()
@@ -160,6 +170,11 @@ class LocalModules:
                         getattr(module, part).to(self.device)
             else:
                 module.to(self.device)
+
+    def release(self, names) -> None:
+        """A phase is done: with ``one_phase`` its large networks (and the VAE's encoder) leave at once."""
+        if self.one_phase:
+            self._evict([n for n in names if n in self.LARGE or n == "vae"])
 
     def get(self, name: str) -> nn.Module:
         if name not in self.modules:  # evicted or lazy: load it first
@@ -357,6 +372,7 @@ class MangaNinja:
                          ref_posterior_mean=posterior.mean.float().cpu(), ref_posterior_std=posterior.std.float().cpu(),
                          ref_latents=latents.float().cpu(), ref_bank={k: v.float().cpu() for k, v in raw_bank.items()})
         seconds = _sync(device) - t0
+        self.modules.release(REFERENCE_MODELS)  # the reference networks are not needed until the next reference
         return Reference(size=size, fit=fitting, image=processed, context=context, latents=latents, bank=bank,
                          seed=seed, seconds=seconds)
 

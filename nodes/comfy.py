@@ -146,6 +146,9 @@ class ComfyModules:
     def get(self, name: str) -> nn.Module:
         return self.patchers[name].model.net
 
+    def release(self, names) -> None:
+        """Nothing: ComfyUI's model manager evicts models when it needs their memory."""
+
 
 def make_owner(modules: dict[str, nn.Module], device: torch.device):
     if mm is None:

@@ -131,10 +131,10 @@ def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_ima
     lean = MangaNinja.from_folder(tiny_models, precision="fp32", lazy=True, sequential_rows=True)
     assert "reference_unet" not in lean.modules.modules  # lazy: nothing loaded yet
     ref = lean.encode_reference(sample_images["reference"], **g)
-    assert "reference_unet" in lean.modules.modules and "denoising_unet" not in lean.modules.modules
-    out = lean.colorize(ref, sample_images["black_on_white"], steps=2, seed=3)
-    # One phase at a time on the CPU: the reference networks were dropped when sampling began.
+    # One phase at a time on the CPU: the reference networks are dropped as soon as the reference is encoded.
     assert "reference_unet" not in lean.modules.modules and "clip_vision" not in lean.modules.modules
+    out = lean.colorize(ref, sample_images["black_on_white"], steps=2, seed=3)
+    assert "denoising_unet" in lean.modules.modules
     assert torch.allclose(out.latents, base.latents, rtol=0, atol=1e-4)
     again = lean.encode_reference(sample_images["reference"], **g)  # reloaded from disk
     assert torch.equal(again.latents, ref.latents)
@@ -194,8 +194,12 @@ def test_gpu_placement_keeps_one_phase_on_the_device():
     assert ("denoising_unet", "cpu") in moves and ("controlnet", "cpu") in moves
     assert ("reference_unet", "cuda") in moves and ("clip_vision", "cuda") in moves and ("vae", "cuda") in moves
     moves.clear()
+    owner.release(REFERENCE_MODELS)  # as soon as the reference is encoded
+    assert {("reference_unet", "cpu"), ("clip_vision", "cpu"), ("vae.encoder", "cpu")} <= set(moves)
+    assert ("vae", "cpu") not in moves and ("vae.decoder", "cpu") not in moves
+    moves.clear()
     owner.prepare(SAMPLING_MODELS)
-    assert ("reference_unet", "cpu") in moves and ("clip_vision", "cpu") in moves
+    assert ("denoising_unet", "cuda") in moves and ("controlnet", "cuda") in moves
     moves.clear()
     owner.prepare(("vae",))  # decoding: only the VAE's decoder comes; nothing large is evicted
     owner.prepare(("annotator",))
