@@ -139,13 +139,13 @@ class LocalModules:
         for name in names:
             if name not in self.modules:
                 continue
-            if self.device.type == "cpu" and name in self.loaders:
-                del self.modules[name]
-                dropped = True
-            elif name == "vae":
+            if name == "vae":  # shared: only its encoder leaves the GPU (on the CPU it stays as it is)
                 for part in ("encoder", "quant_conv"):
                     if getattr(self.modules[name], part, None) is not None:
                         getattr(self.modules[name], part).to("cpu")
+            elif self.device.type == "cpu" and name in self.loaders:
+                del self.modules[name]
+                dropped = True
             else:
                 self.modules[name].to("cpu")
         if dropped:
