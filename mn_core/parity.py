@@ -71,7 +71,6 @@ def _png_row(name: str, actual: Image.Image, expected_path: Path, rule: dict) ->
         return Row(name, float("inf"), 0.0, f"shape {a.shape} != {e.shape}")
     diff = np.abs(a - e)
     frac = float((diff > 0).mean())
-    max_diff = int(diff.max())
     detail = f"{frac * 100:.4f}% of values differ (allowed {rule['max_fraction_differing'] * 100:g}%)"
     return Row(name, float(diff.max()), float(rule["max_abs_diff"]), detail,
                other_rules_ok=frac <= rule["max_fraction_differing"])
