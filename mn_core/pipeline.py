@@ -134,15 +134,22 @@ class LocalModules:
         self.modules: dict[str, nn.Module] = dict(modules or {})
         self.load_seconds: dict[str, float] = {}
 
+    @staticmethod
+    def _move_parts(module: nn.Module, parts: tuple[str, ...], device) -> None:
+        for part in parts:
+            if getattr(module, part, None) is not None:
+                getattr(module, part).to(device)
+
+    VAE_ENCODER = ("encoder", "quant_conv")
+    VAE_DECODER = ("decoder", "post_quant_conv")
+
     def _evict(self, names) -> None:
         dropped = False
         for name in names:
             if name not in self.modules:
                 continue
             if name == "vae":  # shared: only its encoder leaves the GPU (on the CPU it stays as it is)
-                for part in ("encoder", "quant_conv"):
-                    if getattr(self.modules[name], part, None) is not None:
-                        getattr(self.modules[name], part).to("cpu")
+                self._move_parts(self.modules[name], self.VAE_ENCODER, "cpu")
             elif self.device.type == "cpu" and name in self.loaders:
                 del self.modules[name]
                 dropped = True
@@ -162,12 +169,8 @@ class LocalModules:
             module = self.modules[name]
             if name == "vae" and self.one_phase and "reference_unet" not in names:
                 # Outside the reference phase only the decoder is needed: the encoder stays off the device.
-                for part in ("encoder", "quant_conv"):
-                    if getattr(module, part, None) is not None:
-                        getattr(module, part).to("cpu")
-                for part in ("decoder", "post_quant_conv"):
-                    if getattr(module, part, None) is not None:
-                        getattr(module, part).to(self.device)
+                self._move_parts(module, self.VAE_ENCODER, "cpu")
+                self._move_parts(module, self.VAE_DECODER, self.device)
             else:
                 module.to(self.device)
 
