@@ -322,7 +322,7 @@ def compute_null_context(files: ModelFiles) -> torch.Tensor:
 
 def load_point_net(files: ModelFiles, *, unet_channels: tuple[int, ...], dtype: torch.dtype, device="cpu") -> PointNet:
     file = TensorFile(files.point_net)
-    shapes = {k: file.shape(k) for k in file.keys()}
+    shapes = _shapes(file)
     try:
         stages = PointNet.stages_from_shapes(shapes)
     except ValueError as e:
@@ -340,7 +340,7 @@ def load_annotator(files: ModelFiles, device="cpu") -> LineartGenerator:
     """The line extractor, always float32 (its output is thresholded)."""
     file = TensorFile(files.annotator)
     try:
-        config = LineartGenerator.config_from_shapes({k: file.shape(k) for k in file.keys()})
+        config = LineartGenerator.config_from_shapes(_shapes(file))
     except ValueError as e:
         raise CheckpointError(f"{files.annotator}: {e}") from e
     with empty_weights():
