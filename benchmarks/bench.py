@@ -22,7 +22,7 @@ It prints a table and appends one JSON line (machine, versions, threads, git com
 ``benchmarks/results.jsonl``. ``--compare-precisions`` also prints the PSNR of the fp16 and bf16 outputs against
 the fp32 output on the same weights and inputs; ``--anchor`` prints the official code's numbers beside ours.
 
-    python benchmarks/bench.py --tiny                          # seconds; what tests/test_bench.py runs
+    python benchmarks/bench.py --tiny                          # seconds; what tests/benchmarks/test_bench.py runs
     python benchmarks/bench.py --threads 2                     # 256 px, 2 steps, fp32, random SD1.5 weights
     python benchmarks/bench.py --threads 2 --low-memory --anchor
     python benchmarks/bench.py --tiny --compare-precisions     # PSNR of fp16/bf16 vs fp32

@@ -1,35 +1,22 @@
-"""Shared fixtures: the official parity fixtures, the key manifests, and tiny random checkpoints of our own."""
+"""Shared fixtures: the official parity fixtures, the key manifests, and tiny random checkpoints of our own.
+
+Plain helpers live in the ``support`` package (tests/support/); this file holds only pytest fixtures.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+_TESTS = Path(__file__).resolve().parent
+for _path in (_TESTS.parent, _TESTS):  # the repository (mn_core, nodes) and tests/ (the support package), in front
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-SHARED = ROOT.parent / "shared" / "manganinja"
-FIXTURES = Path(os.environ.get("MN_FIXTURES", SHARED / "fixtures"))
-KEYS = Path(os.environ.get("MN_KEYS", SHARED / "keys"))
-
-
-CHUNK = 4096  # huggingface_hub's write/progress granularity with the fake hub (10 MiB by default)
-
-
-def fixture_cases() -> list[Path]:
-    return sorted(p.parent for p in FIXTURES.glob("cases/*/case.json"))
-
-
-def require(path: Path, what: str, env: str) -> Path:
-    """Fail (never skip) when shared test material is absent, saying where it must be."""
-    if not path.exists():
-        pytest.fail(f"{what} not found at {path}. Put the shared MangaNinja material there "
-                    f"(../shared/manganinja beside the repository) or set {env} to its location.")
-    return path
+from support import FIXTURES, KEYS, draw_samples, require  # noqa: E402
+from support.fake_hub import CHUNK, NoSleepTime  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,44 +45,14 @@ def tiny(tiny_models):
     return MangaNinja.from_folder(tiny_models, device="cpu", precision="fp32")
 
 
-def draw_samples():
-    """A reference (160x120), and line art of the same character (96x140) in both polarities."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    ref = Image.new("RGB", (160, 120), "white")
-    d = ImageDraw.Draw(ref)
-    d.ellipse((40, 10, 120, 90), fill=(230, 90, 60), outline=(20, 20, 20), width=3)
-    d.rectangle((60, 80, 100, 118), fill=(40, 80, 200), outline=(20, 20, 20), width=3)
-    line = Image.new("L", (96, 140), 255)
-    d = ImageDraw.Draw(line)
-    d.ellipse((10, 10, 86, 80), outline=0, width=3)
-    d.rectangle((28, 78, 68, 136), outline=0, width=3)
-    return {"reference": ref, "black_on_white": line, "white_on_black": Image.fromarray(255 - np.asarray(line))}
-
-
 @pytest.fixture(scope="session")
 def sample_images():
     return draw_samples()
 
 
-class _NoSleepTime:
-    """Stands in for the ``time`` module inside huggingface_hub so its retry back-off does not wait."""
-
-    def __init__(self, real):
-        self._real = real
-        self.sleeps: list[float] = []
-
-    def sleep(self, s):
-        self.sleeps.append(s)
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
-    """A local fake Hugging Face hub (tests/fake_hub.py) that huggingface_hub talks to via HF_ENDPOINT."""
+    """A local fake Hugging Face hub (tests/support/fake_hub.py) that huggingface_hub talks to via HF_ENDPOINT."""
     import time
 
     import huggingface_hub
@@ -103,7 +60,7 @@ def hub(monkeypatch, tmp_path):
     import huggingface_hub.utils._http as hf_http
     from huggingface_hub import constants
 
-    from fake_hub import FakeHub
+    from support.fake_hub import FakeHub
 
     fake = FakeHub().start()
     # Set HF_ENDPOINT only in the environment: huggingface_hub read it once at import (constants.ENDPOINT), so
@@ -117,7 +74,7 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never send a real stored login
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never copy from the user's cache
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
-    shim = _NoSleepTime(time)
+    shim = NoSleepTime(time)
     monkeypatch.setattr(fd, "time", shim)
     monkeypatch.setattr(hf_http, "time", shim)
     huggingface_hub.close_session()  # fresh client (proxy env) and no pooled connections from other tests
@@ -125,5 +82,3 @@ def hub(monkeypatch, tmp_path):
     yield fake
     huggingface_hub.close_session()
     fake.stop()
-
-

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-import comfyui_setup
-from conftest import ROOT
+from support import ROOT, comfyui_setup
 
 PACK = "comfyui_manganinja_under_test"
 

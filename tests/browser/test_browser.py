@@ -28,15 +28,12 @@ import json
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
-import browser_helpers as bh
-import comfyui_harness as ch
+from support import ROOT, browser_helpers as bh, comfyui_harness as ch
 
-ROOT = Path(__file__).resolve().parents[1]
 PACK = "comfyui-manganinja"
 REF_SIZE, LINE_SIZE = (160, 120), (96, 140)
 OTHER_SIZE = (200, 100)  # another reference, to check that the editor follows the upstream image

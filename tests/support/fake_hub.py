@@ -28,6 +28,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+CHUNK = 4096  # huggingface_hub's write/progress granularity with the fake hub (10 MiB by default)
+
+
+class NoSleepTime:
+    """Stands in for the ``time`` module inside huggingface_hub so its retry back-off does not wait."""
+
+    def __init__(self, real):
+        self._real = real
+        self.sleeps: list[float] = []
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
 
 @dataclass
 class HubFile:

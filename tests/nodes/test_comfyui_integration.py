@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import comfyui_harness as ch
-from conftest import ROOT, draw_samples
-from workflow_graphs import GRAPHS, INPUT_IMAGES, WORKFLOWS, render
+from support import ROOT, comfyui_harness as ch, draw_samples, load_module
+
+_build = load_module(ROOT / "workflows" / "build.py", "mn_workflows_build")  # the generator of workflows/*.json
+GRAPHS, INPUT_IMAGES, WORKFLOWS, render = _build.GRAPHS, _build.INPUT_IMAGES, _build.WORKFLOWS, _build.render
 
 PACK_NAME = "comfyui-manganinja"
 NODES = {"MangaNinjaLoader": "Load MangaNinja", "MangaNinjaExtractLineart": "Extract Lineart",
@@ -77,7 +78,7 @@ def saved_images(srv, entry) -> list[np.ndarray]:
 
 def test_committed_workflows_are_current():
     for path, text in render().items():
-        assert path.read_text() == text, f"{path} is stale: run python tests/workflow_graphs.py"
+        assert path.read_text() == text, f"{path} is stale: run python workflows/build.py"
 
 
 def test_workflow_widgets_match_the_nodes():

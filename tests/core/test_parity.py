@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, ROOT, fixture_cases, require
+from support import FIXTURES, ROOT, fixture_cases, require
 
 CASES = fixture_cases()
 

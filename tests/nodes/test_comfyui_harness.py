@@ -1,7 +1,7 @@
-"""Smoke test of tests/comfyui_harness.py against a real ComfyUI server.
+"""Smoke test of tests/support/comfyui_harness.py against a real ComfyUI server.
 
 Runs in the normal suite. By default this is the 2024 ComfyUI from
-tests/comfyui_setup.py (downloaded on first use); MN_COMFYUI_DIR /
+tests/support/comfyui_setup.py (downloaded on first use); MN_COMFYUI_DIR /
 MN_COMFYUI_PYTHON select another checkout (see comfyui_harness).
 
 The server loads a throwaway custom node pack written to tmp (folder name
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import comfyui_harness as ch
+from support import comfyui_harness as ch
 
 PACK_NAME = "mn-smoke-pack"
 EXPECTED_FAILURE = "MN_SMOKE_EXPECTED_FAILURE"

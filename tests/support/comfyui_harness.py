@@ -2,7 +2,7 @@
 
 Plain functions/classes, meant to be wrapped by pytest fixtures::
 
-    from comfyui_harness import comfyui_server
+    from support.comfyui_harness import comfyui_server
 
     with comfyui_server(tmp_path, packs={"comfyui-manganinja": REPO_ROOT},
                         models_dir=tmp_path / "models") as server:
@@ -50,7 +50,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-try:  # imported as tests.comfyui_harness or as a top-level module
+try:  # imported as support.comfyui_harness or as a top-level module
     from . import comfyui_setup
 except ImportError:  # pragma: no cover
     import comfyui_setup  # type: ignore[no-redef]

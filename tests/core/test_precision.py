@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import FIXTURES, fixture_cases, require
+from support import FIXTURES, fixture_cases, require
 from mn_core import MangaNinja
 
 CASES = fixture_cases()

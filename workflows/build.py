@@ -1,6 +1,6 @@
 """The shipped workflows, described once and written in both ComfyUI formats.
 
-``python tests/workflow_graphs.py`` rewrites ``workflows/<name>.json`` (UI format: drag-and-drop and the template
+``python workflows/build.py`` rewrites ``workflows/<name>.json`` (UI format: drag-and-drop and the template
 browser) and ``workflows/api/<name>.json`` (API format, what the tests queue). A test checks that the committed
 files are what this produces, and that every widget matches the nodes' INPUT_TYPES.
 """

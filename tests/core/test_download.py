@@ -1,4 +1,4 @@
-"""mn_core.download against a local fake hub (tests/fake_hub.py): offline, 127.0.0.1 only, a few seconds."""
+"""mn_core.download against a local fake hub (tests/support/fake_hub.py): offline, 127.0.0.1 only, a few seconds."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHUNK, ROOT as REPO_ROOT
-from fake_hub import FakeHub, closed_port_endpoint
+from support import ROOT as REPO_ROOT
+from support.fake_hub import CHUNK, FakeHub, closed_port_endpoint
 
 from mn_core import download as dl
 from mn_core.layout import BY_ROLE  # noqa: E402

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from mn_core import MangaNinja, layout, models, synthetic
 
 pytestmark = pytest.mark.usefixtures("hub")
