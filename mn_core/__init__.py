@@ -11,9 +11,12 @@ No ComfyUI import anywhere in this package; the ComfyUI nodes are thin adapters 
 
 from .images import FIT_MODES, ImageError
 from .loading import CheckpointError
-from .pipeline import ColorizeResult, Lineart, MangaNinja, Reference
+from .lineart import Lineart
+from .lineart import from_drawing as lineart_from_drawing
+from .observers import Observer
+from .pipeline import ColorizeResult, MangaNinja, Reference
 from .points import MAX_PAIRS, Points, PointsError, pairs_from_coordinates
 from .points import parse as parse_points
 
-__all__ = ["MangaNinja", "Reference", "Lineart", "ColorizeResult", "Points", "parse_points",
-           "pairs_from_coordinates", "PointsError", "CheckpointError", "ImageError", "FIT_MODES", "MAX_PAIRS"]
+__all__ = ["MangaNinja", "Reference", "Lineart", "lineart_from_drawing", "ColorizeResult", "Observer", "Points",
+           "parse_points", "pairs_from_coordinates", "PointsError", "CheckpointError", "ImageError", "FIT_MODES", "MAX_PAIRS"]

@@ -163,13 +163,12 @@ class _BlockContext:
     key_ref: torch.Tensor      # to_k(B)           (1, Lr, C)
     key_point: torch.Tensor    # to_k(B + Er)      (1, Lr, C)
     value_ref: torch.Tensor    # to_v(B)           (1, Lr, C)
-    target_points: torch.Tensor  # Et             (1 or batch, L, C)
+    target_points: torch.Tensor  # Et             (1, L, C)
 
 
 @dataclass
 class _ReadContext:
-    rows: tuple[str, ...]
-    batch: int
+    rows: tuple[str, ...]  # one UNet batch entry each
     blocks: dict[str, _BlockContext]
 
 
@@ -205,12 +204,12 @@ class ReferenceReader:
 
     @contextlib.contextmanager
     def bound(self, bank: dict[str, torch.Tensor], reference_points: list[torch.Tensor],
-              target_points: list[torch.Tensor], rows: tuple[str, ...], batch: int = 1):
+              target_points: list[torch.Tensor], rows: tuple[str, ...]):
         """Make the reader blocks attend to ``bank`` while inside the context.
 
         ``bank`` maps block paths to (1, L, C) tensors already in the reader precision (see :func:`round_bank`);
         ``reference_points``/``target_points`` are the PointNet outputs of the two point maps; ``rows`` says which
-        guidance rows the UNet batch holds, in order, each ``batch`` long. Keys and values of the bank are
+        guidance rows the UNet batch holds, in order, one entry each. Keys and values of the bank are
         projected once here, since they are the same at every step.
         """
         if tuple(sorted(bank)) != tuple(sorted(self.blocks)):
@@ -227,7 +226,7 @@ class ReferenceReader:
             et = match_scale(target_points, length, width).to(b.dtype)
             blocks[path] = _BlockContext(key_ref=attn.to_k(b), key_point=attn.to_k(b + er), value_ref=attn.to_v(b),
                                          target_points=et)
-        self.context = _ReadContext(rows=tuple(rows), batch=batch, blocks=blocks)
+        self.context = _ReadContext(rows=tuple(rows), blocks=blocks)
         try:
             yield
         finally:
@@ -251,18 +250,17 @@ class _BankReader:
             return self_attention(attn, hidden_states)
         block = context.blocks[self.path]
         n = hidden_states
-        nb = context.batch
         rows = context.rows
-        if n.shape[0] != nb * len(rows):
-            raise ValueError(f"UNet batch {n.shape[0]} does not match rows {rows} x batch {nb}")
-        chunks = dict(zip(rows, n.split(nb)))
+        if n.shape[0] != len(rows):
+            raise ValueError(f"UNet batch {n.shape[0]} does not match rows {rows}")
+        chunks = dict(zip(rows, n.split(1)))
 
         # Query/key inputs: the point row gets the target point tokens added; values never do.
         qk_in = torch.cat([chunks[r] + block.target_points if r == "point" else chunks[r] for r in rows])
         q = attn.to_q(qk_in)
         k = attn.to_k(qk_in)
         v = attn.to_v(n)
-        q_rows, k_rows, v_rows = (dict(zip(rows, t.split(nb))) for t in (q, k, v))
+        q_rows, k_rows, v_rows = (dict(zip(rows, t.split(1))) for t in (q, k, v))
 
         outputs = []
         if "uncond" in rows:
@@ -270,8 +268,8 @@ class _BankReader:
         with_bank = [r for r in rows if r != "uncond"]
         if with_bank:
             bank_keys = {"ref": block.key_ref, "point": block.key_point}
-            keys = torch.cat([torch.cat([k_rows[r], bank_keys[r].expand(nb, -1, -1)], dim=1) for r in with_bank])
-            values = torch.cat([torch.cat([v_rows[r], block.value_ref.expand(nb, -1, -1)], dim=1)
+            keys = torch.cat([torch.cat([k_rows[r], bank_keys[r]], dim=1) for r in with_bank])
+            values = torch.cat([torch.cat([v_rows[r], block.value_ref], dim=1)
                                 for r in with_bank])
             queries = torch.cat([q_rows[r] for r in with_bank])
             outputs.append(_attend(attn, queries, keys, values))

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .choices import FIT_MODES, POLARITIES, PRECISIONS
+
 EXAMPLES = """\
 examples:
   python -m mn_core colorize --models checkpoints --download --reference ref.png --lineart page.png --out out.png
@@ -69,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="line art (white on black or black on white), or with --extract any colour/grey image")
     c.add_argument("--extract", action="store_true",
                    help="extract the line art from IMG with the sk_model annotator instead of using it as drawn")
-    c.add_argument("--polarity", choices=("auto", "white_on_black", "black_on_white"), default="auto",
+    c.add_argument("--polarity", choices=POLARITIES, default="auto",
                    help="how the given line art is drawn (default: auto-detect from the background)")
     c.add_argument("--points", type=Path, metavar="FILE.json", help=POINTS_HELP)
     c.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
@@ -77,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference guidance scale (default 9; values <= 1 are allowed)")
     c.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
     c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    c.add_argument("--fit", choices=("letterbox", "stretch"), default="letterbox",
+    c.add_argument("--fit", choices=FIT_MODES, default="letterbox",
                    help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
     c.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
-    c.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+    c.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: fp16 on GPUs, fp32 on CPU")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     c.add_argument("--low-memory", action="store_true",
@@ -121,6 +123,8 @@ def _progress(total: int, desc: str):
 
 
 def cmd_colorize(args) -> int:
+    from .lineart import from_drawing
+    from .observers import Progress
     from .pipeline import MangaNinja
     from .points import NO_POINTS, parse
 
@@ -147,7 +151,7 @@ def cmd_colorize(args) -> int:
     if args.extract:
         lineart = mn.extract_lineart(drawing, size=args.size, fit=args.fit)
     else:
-        lineart = mn.lineart_from_drawing(drawing, size=args.size, fit=args.fit, polarity=args.polarity)
+        lineart = from_drawing(drawing, size=args.size, fit=args.fit, polarity=args.polarity)
     bar = []
 
     def on_step(i, n):
@@ -158,7 +162,7 @@ def cmd_colorize(args) -> int:
     try:
         result = mn.colorize(ref, lineart, points=points, steps=args.steps, guidance_ref=args.guidance_ref,
                              guidance_point=args.guidance_point, generator=generator, seed=args.seed,
-                             callback=on_step)
+                             observers=[Progress(on_step)])
     finally:
         if bar:
             bar[0].close()

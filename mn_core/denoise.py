@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .observers import Hooks
+
 
 def check_controlnet_supported(controlnet: nn.Module) -> None:
     cfg = controlnet.config
@@ -67,7 +69,7 @@ class Denoiser:
     """
 
     def __init__(self, controlnet: nn.Module, unet, reader, inputs: StepInputs, dtype: torch.dtype,
-                 sequential_rows: bool = False, residuals=controlnet_residuals):
+                 sequential_rows: bool = False, residuals=controlnet_residuals, hooks=None):
         self.controlnet = controlnet
         self.unet = unet  # the module, or a compiled wrapper of it
         self.residuals = residuals  # controlnet_residuals, or a compiled version of it
@@ -75,6 +77,7 @@ class Denoiser:
         self.inputs = inputs
         self.dtype = dtype
         self.sequential_rows = sequential_rows
+        self.hooks = hooks if hooks is not None else Hooks((), torch.device("cpu"))
 
     def __call__(self, z: torch.Tensor, t: int) -> dict[str, torch.Tensor]:
         rows = self.inputs.rows
@@ -85,8 +88,9 @@ class Denoiser:
         cn_contexts = (["null"] if "uncond" in rows else []) + (["image"] if any(r != "uncond" for r in rows) else [])
         cn_ctx = torch.cat([null if c == "null" else image for c in cn_contexts])
         n = len(cn_contexts)
-        down, mid = self.residuals(self.controlnet, x.expand(n, -1, -1, -1), t, cn_ctx,
-                                   self.inputs.cond_embedding.expand(n, -1, -1, -1))
+        with self.hooks.section("controlnet"):
+            down, mid = self.residuals(self.controlnet, x.expand(n, -1, -1, -1), t, cn_ctx,
+                                       self.inputs.cond_embedding.expand(n, -1, -1, -1))
         groups = [(r,) for r in rows] if self.sequential_rows else [rows]
         eps = {}
         for group in groups:
@@ -94,8 +98,10 @@ class Denoiser:
                                  device=x.device)
             ctx = torch.cat([null if r == "uncond" else image for r in group])
             self.reader.set_rows(group)
-            out = self.unet(x.expand(len(group), -1, -1, -1), t, encoder_hidden_states=ctx,
-                            down_block_additional_residuals=[d.index_select(0, index) for d in down],
-                            mid_block_additional_residual=mid.index_select(0, index)).sample
+            with self.hooks.section("unet"):
+                out = self.unet(x.expand(len(group), -1, -1, -1), t, encoder_hidden_states=ctx,
+                                down_block_additional_residuals=[d.index_select(0, index) for d in down],
+                                mid_block_additional_residual=mid.index_select(0, index)).sample
             eps.update(zip(group, out.float().split(1)))
+        self.hooks.value("eps", lambda: {k: v.cpu() for k, v in eps.items()})
         return eps

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-FIT_MODES = ("letterbox", "stretch")
+from .choices import FIT_MODES  # noqa: F401 (re-exported)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -65,6 +65,12 @@ def to_pil(image, *, what: str = "image") -> Image.Image:
     elif img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
     return img
+
+
+def check_size(size: int) -> None:
+    """The processing size: a square side the networks' depth can take (a multiple of 64)."""
+    if not isinstance(size, int) or size < 64 or size % 64:
+        raise ValueError(f"processing size must be a multiple of 64 (at least 64), got {size!r}")
 
 
 @dataclass(frozen=True)

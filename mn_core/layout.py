@@ -41,7 +41,6 @@ class LayoutFile:
     alternatives: tuple[str, ...] = ()
     approx_bytes: int = 0  # 4 bytes per fp32 parameter of the module (from the key manifests)
     base_only: bool = False
-    licence: str = ""
 
     def candidates(self) -> tuple[str, ...]:
         return (self.path, *self.alternatives)
@@ -56,40 +55,37 @@ class LayoutFile:
         return None
 
 
-def _f(role, local_dir, repo, repo_file, alternatives=(), approx_bytes=0, base_only=False, licence=""):
+def _f(role, local_dir, repo, repo_file, alternatives=(), approx_bytes=0, base_only=False):
     path = f"{local_dir}/{repo_file}"
     alts = tuple(f"{local_dir}/{a}" for a in alternatives)
-    return LayoutFile(role, path, repo, repo_file, local_dir, alts, approx_bytes, base_only, licence)
+    return LayoutFile(role, path, repo, repo_file, local_dir, alts, approx_bytes, base_only)
 
 
 _SD = "StableDiffusion"
 _CLIP = "models/clip-vit-large-patch14"
 _CN = "models/control_v11p_sd15_lineart"
 _MN = "MangaNinjia"
-_NC = "CC BY-NC 4.0 (non-commercial)"
 
 FILES: tuple[LayoutFile, ...] = (
-    _f("scheduler_config", _SD, SD15_REPO, "scheduler/scheduler_config.json", licence="CreativeML OpenRAIL-M"),
-    _f("unet_config", _SD, SD15_REPO, "unet/config.json", licence="CreativeML OpenRAIL-M"),
+    _f("scheduler_config", _SD, SD15_REPO, "scheduler/scheduler_config.json"),
+    _f("unet_config", _SD, SD15_REPO, "unet/config.json"),
     _f("unet_base", _SD, SD15_REPO, "unet/diffusion_pytorch_model.safetensors",
-       ("unet/diffusion_pytorch_model.bin",), 3_438_083_856, base_only=True, licence="CreativeML OpenRAIL-M"),
-    _f("vae_config", _SD, SD15_REPO, "vae/config.json", licence="CreativeML OpenRAIL-M"),
+       ("unet/diffusion_pytorch_model.bin",), 3_438_083_856, base_only=True),
+    _f("vae_config", _SD, SD15_REPO, "vae/config.json"),
     _f("vae", _SD, SD15_REPO, "vae/diffusion_pytorch_model.safetensors",
-       ("vae/diffusion_pytorch_model.bin",), 334_615_452, licence="CreativeML OpenRAIL-M"),
-    _f("clip_config", _CLIP, CLIP_REPO, "config.json", licence="MIT"),
-    _f("clip", _CLIP, CLIP_REPO, "model.safetensors", ("pytorch_model.bin",), 1_708_106_756, licence="MIT"),
-    _f("controlnet_config", _CN, CONTROLNET_REPO, "config.json", licence="OpenRAIL"),
+       ("vae/diffusion_pytorch_model.bin",), 334_615_452),
+    _f("clip_config", _CLIP, CLIP_REPO, "config.json"),
+    _f("clip", _CLIP, CLIP_REPO, "model.safetensors", ("pytorch_model.bin",), 1_708_106_756),
+    _f("controlnet_config", _CN, CONTROLNET_REPO, "config.json"),
     _f("controlnet_base", _CN, CONTROLNET_REPO, "diffusion_pytorch_model.safetensors",
-       ("diffusion_pytorch_model.bin",), 1_445_116_480, base_only=True, licence="OpenRAIL"),
-    _f("annotator", "models/Annotators", ANNOTATOR_REPO, "sk_model.pth", ("sk_model.safetensors",), 17_163_780,
-       licence="MIT (informative-drawings)"),
+       ("diffusion_pytorch_model.bin",), 1_445_116_480, base_only=True),
+    _f("annotator", "models/Annotators", ANNOTATOR_REPO, "sk_model.pth", ("sk_model.safetensors",), 17_163_780),
     _f("denoising_unet", _MN, MANGANINJA_REPO, "denoising_unet.pth", ("denoising_unet.safetensors",),
-       3_438_083_856, licence=_NC),
+       3_438_083_856),
     _f("reference_unet", _MN, MANGANINJA_REPO, "reference_unet.pth", ("reference_unet.safetensors",),
-       3_438_035_200, licence=_NC),
-    _f("controlnet", _MN, MANGANINJA_REPO, "controlnet.pth", ("controlnet.safetensors",), 1_445_116_480,
-       licence=_NC),
-    _f("point_net", _MN, MANGANINJA_REPO, "point_net.pth", ("point_net.safetensors",), 103_247_360, licence=_NC),
+       3_438_035_200),
+    _f("controlnet", _MN, MANGANINJA_REPO, "controlnet.pth", ("controlnet.safetensors",), 1_445_116_480),
+    _f("point_net", _MN, MANGANINJA_REPO, "point_net.pth", ("point_net.safetensors",), 103_247_360),
 )
 
 BY_ROLE: dict[str, LayoutFile] = {f.role: f for f in FILES}

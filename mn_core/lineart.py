@@ -1,87 +1,84 @@
-"""Line art: the informative-drawings extractor (``sk_model.pth``) and the ControlNet condition.
+"""Line art: preparing it for the ControlNet, with no network involved.
 
-MangaNinja's ControlNet reads white lines on black in [-1, 1]: background -1, lines towards +1. Line art is
-produced either by the extractor (``1 - G(image)``) or taken from a drawing, then faint strokes (values <= 0.24)
-are removed, as the official code does before conditioning.
+MangaNinja's ControlNet reads white lines on black in [-1, 1]: background -1, lines towards +1. Line art comes
+either from the annotator (:mod:`mn_core.annotator`, run by :meth:`MangaNinja.extract_lineart`) or from a drawing
+(:func:`from_drawing`); both are fitted to the processing square once, and faint strokes (values <= 0.24) are
+removed, as the official code does before conditioning. The result, a :class:`Lineart`, goes to the sampler as it
+is: nothing resamples or cleans it again.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
+from PIL import Image
+
+from .choices import POLARITIES
+from .images import Fit, check_size, to_pil
 
 CLEANUP_THRESHOLD = 0.24
 
 
-class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels), nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
-        )
+@dataclass
+class Lineart:
+    """Line art at the processing size: lines ~1 on 0, after the 0.24 cleanup."""
 
-    def forward(self, x):
-        return x + self.conv_block(x)
+    values: torch.Tensor  # (1, 1, N, N) float32
+    fit: Fit
 
+    @property
+    def size(self) -> int:
+        return self.fit.size
 
-class LineartGenerator(nn.Module):
-    """The informative-drawings generator: 7x7 stem, two stride-2 downsamplings, residual blocks, two
-    transposed-conv upsamplings, 7x7 head with a sigmoid. Instance norms have no parameters."""
+    def image(self) -> Image.Image:
+        """White-on-black 8-bit image at the processing size (as the official code saves it)."""
+        return Image.fromarray(to_uint8_image(self.values))
 
-    def __init__(self, in_channels=3, out_channels=1, widths=(64, 128, 256), n_residual_blocks=3):
-        super().__init__()
-        w0, w1, w2 = widths
-        self.model0 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, w0, 7), nn.InstanceNorm2d(w0),
-                                    nn.ReLU(inplace=True))
-        self.model1 = nn.Sequential(nn.Conv2d(w0, w1, 3, stride=2, padding=1), nn.InstanceNorm2d(w1),
-                                    nn.ReLU(inplace=True),
-                                    nn.Conv2d(w1, w2, 3, stride=2, padding=1), nn.InstanceNorm2d(w2),
-                                    nn.ReLU(inplace=True))
-        self.model2 = nn.Sequential(*[_ResidualBlock(w2) for _ in range(n_residual_blocks)])
-        self.model3 = nn.Sequential(nn.ConvTranspose2d(w2, w1, 3, stride=2, padding=1, output_padding=1),
-                                    nn.InstanceNorm2d(w1), nn.ReLU(inplace=True),
-                                    nn.ConvTranspose2d(w1, w0, 3, stride=2, padding=1, output_padding=1),
-                                    nn.InstanceNorm2d(w0), nn.ReLU(inplace=True))
-        self.model4 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w0, out_channels, 7), nn.Sigmoid())
-
-    def forward(self, x):
-        return self.model4(self.model3(self.model2(self.model1(self.model0(x)))))
-
-    @staticmethod
-    def config_from_shapes(shapes: dict[str, tuple[int, ...]]) -> dict:
-        try:
-            stem = shapes["model0.1.weight"]
-            down1 = shapes["model1.0.weight"]
-            down2 = shapes["model1.3.weight"]
-            head = shapes["model4.1.weight"]
-        except KeyError as e:
-            raise ValueError(f"not an informative-drawings generator: key {e} is missing") from None
-        blocks = {int(m.group(1)) for k in shapes if (m := re.fullmatch(r"model2\.(\d+)\.conv_block\.1\.weight", k))}
-        return dict(in_channels=stem[1], out_channels=head[0], widths=(stem[0], down1[0], down2[0]),
-                    n_residual_blocks=len(blocks))
+    def restored(self) -> Image.Image:
+        """The same, brought back to the source image's size."""
+        return self.fit.restore(self.image())
 
 
-def extract(generator: LineartGenerator, image: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) image in [-1, 1] -> (B, 1, H, W) line art, lines ~1 on background ~0 (before cleanup).
+@torch.inference_mode()
+def from_drawing(image, *, size: int = 512, fit: str = "letterbox", polarity: str = "auto", cleanup: bool = True,
+                 binarize: float | None = None) -> Lineart:
+    """Line art from a drawing: white on black is used as is (as upstream), black on white is inverted.
 
-    Computed in float32 whatever the pipeline precision: the 0.24 cleanup threshold is sensitive to small errors.
+    ``polarity``: "auto" (dark background -> white on black), "white_on_black" or "black_on_white".
     """
-    p = next(generator.parameters())
-    x = image.to(device=p.device, dtype=torch.float32)
-    x = (x - (-1.0)) / 2.0
-    return 1.0 - generator(x.to(p.dtype)).float()
+    check_size(size)
+    pil = to_pil(image, what="line art")
+    if pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    if polarity == "auto":
+        invert = is_dark_on_light(np.asarray(pil.convert("L")))
+    elif polarity in POLARITIES:
+        invert = polarity == "black_on_white"
+    else:
+        raise ValueError(f"polarity must be {', '.join(POLARITIES)}, got {polarity!r}")
+    fitting = Fit(fit, pil.size, size)
+    gray = np.asarray(fitting.apply(pil, fill=255 if invert else 0).convert("L"))
+    return finish(from_gray(gray, invert), fitting, cleanup=cleanup, binarize=binarize)
 
 
-def cleanup(lineart: torch.Tensor, threshold: float = CLEANUP_THRESHOLD) -> torch.Tensor:
+def finish(values: torch.Tensor, fitting: Fit, *, cleanup: bool = True, binarize: float | None = None) -> Lineart:
+    """Fitted raw line art -> :class:`Lineart`: letterbox bars blanked, optional binarisation, the 0.24 cleanup."""
+    values = values.float() * fitting.content_mask() if fitting.mode == "letterbox" else values.float()
+    if binarize is not None:
+        values = binarize_values(values, binarize)
+    if cleanup:
+        values = remove_faint(values)
+    return Lineart(values=values, fit=fitting)
+
+
+def remove_faint(lineart: torch.Tensor, threshold: float = CLEANUP_THRESHOLD) -> torch.Tensor:
     """Remove faint strokes: values <= threshold become 0; others are kept as they are."""
     return torch.where(lineart <= threshold, torch.zeros_like(lineart), lineart)
 
 
-def binarize(lineart: torch.Tensor, threshold: float) -> torch.Tensor:
+def binarize_values(lineart: torch.Tensor, threshold: float) -> torch.Tensor:
     return (lineart > threshold).to(lineart.dtype)
 
 

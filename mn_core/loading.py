@@ -52,13 +52,9 @@ class TensorFile:
         else:
             self._sd = _load_pickled_state_dict(self.path)
             self._keys = list(self._sd.keys())
-        self._key_set = set(self._keys)
 
     def keys(self) -> list[str]:
         return self._keys
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._key_set
 
     def shape(self, key: str) -> tuple[int, ...]:
         if self._st is not None:
@@ -69,10 +65,6 @@ class TensorFile:
         if self._st is not None:
             return self._st.get_tensor(key)
         return self._sd[key]
-
-    def close(self) -> None:
-        self._st = None
-        self._sd = None
 
 
 def _load_pickled_state_dict(path: Path) -> Mapping[str, torch.Tensor]:

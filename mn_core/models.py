@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import layout
-from .lineart import LineartGenerator
+from .annotator import LineartGenerator
 from .loading import CheckpointError, Source, TensorFile, empty_weights, load_module, read_json
 from .pointnet import PointNet
 from .sampling import DDIMSchedule
@@ -107,9 +107,13 @@ def build_unet(config: dict, *, reference: bool) -> nn.Module:
     from diffusers import UNet2DConditionModel
 
     unet = _diffusers_module(UNet2DConditionModel, config, "reference UNet" if reference else "denoising UNet")
-    if reference:
-        unet.conv_norm_out = None
-        unet.conv_out = nn.Identity()
+    return without_output_head(unet) if reference else unet
+
+
+def without_output_head(unet: nn.Module) -> nn.Module:
+    """The reference UNet: a UNet whose output head is removed (its keys are REFERENCE_UNET_IGNORED)."""
+    unet.conv_norm_out = None
+    unet.conv_out = nn.Identity()
     return unet
 
 

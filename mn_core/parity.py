@@ -77,6 +77,8 @@ def _png_row(name: str, actual: Image.Image, expected_path: Path, rule: dict) ->
 
 
 def run_case(case_dir: str | Path, *, device: str = "cpu") -> Report:
+    from .lineart import from_drawing
+    from .observers import Trace
     from .pipeline import MangaNinja
 
     case_dir = Path(case_dir)
@@ -98,20 +100,20 @@ def run_case(case_dir: str | Path, *, device: str = "cpu") -> Report:
         raise ValueError("parity cases must be square images at processing_res (the official resize is a no-op)")
     ref_noise = torch.from_numpy(np.load(case_dir / "noise" / "ref_posterior_noise.npy"))
     init_noise = torch.from_numpy(np.load(case_dir / "noise" / "initial_latents.npy"))
-    trace: dict = {}
-    ref = mn.encode_reference(reference, size=size, fit="stretch", noise=ref_noise, trace=trace)
+    trace = Trace()
+    ref = mn.encode_reference(reference, size=size, fit="stretch", noise=ref_noise, observers=[trace])
     if call["is_lineart"]:
-        lineart = mn.lineart_from_drawing(target, size=size, fit="stretch", polarity="white_on_black")
+        lineart = from_drawing(target, size=size, fit="stretch", polarity="white_on_black")
     else:
-        lineart = mn.extract_lineart(target, size=size, fit="stretch", trace=trace)
+        lineart = mn.extract_lineart(target, size=size, fit="stretch", observers=[trace])
     maps = maps_from_arrays(np.load(case_dir / "inputs" / "point_ref.npy"),
                             np.load(case_dir / "inputs" / "point_target.npy"))
     result = mn.colorize(ref, lineart, points=maps, steps=int(call["denoising_steps"]),
                          guidance_ref=float(call["guidance_scale_ref"]),
-                         guidance_point=float(call["guidance_scale_point"]), noise=init_noise, trace=trace)
+                         guidance_point=float(call["guidance_scale_point"]), noise=init_noise, observers=[trace])
     report.seconds = time.perf_counter() - t0
 
-    eps0 = trace["eps_per_step"][0]
+    eps0 = trace["eps"][0]
     actual = {
         "lineart_cond": trace["lineart_cond"],
         "clip_image_embed": trace["clip_image_embed"],
@@ -149,10 +151,10 @@ def run_case(case_dir: str | Path, *, device: str = "cpu") -> Report:
         for i, t in enumerate(tokens):
             info[f"point_emb_{k}_{i}"] = t
     if (extra / "latents_per_step.npy").exists():
-        info["latents_per_step"] = torch.stack(trace["latents_per_step"])
+        info["latents_per_step"] = torch.stack(trace["latents"])
     if (extra / "eps_per_step.npy").exists():
         info["eps_per_step"] = torch.stack([torch.cat([e[r] for r in ("uncond", "ref", "point")])
-                                            for e in trace["eps_per_step"]])
+                                            for e in trace["eps"]])
     if "annotator_lineart_raw" in trace and (extra / "annotator_lineart_raw.npy").exists():
         info["annotator_lineart_raw"] = trace["annotator_lineart_raw"]
     for name, value in info.items():

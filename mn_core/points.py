@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -164,14 +164,12 @@ def validate(points: Points, reference_size: tuple[int, int], lineart_size: tupl
 class PointMaps:
     reference: torch.Tensor  # (1, 1, N, N) float32 ids
     lineart: torch.Tensor
-    cells: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # (row, col) per pair
 
 
 def point_maps(points: Points, reference_fit: Fit, lineart_fit: Fit) -> PointMaps:
     """Validate and rasterise the pairs through the two fits."""
     validate(points, reference_fit.source_size, lineart_fit.source_size)
     maps = []
-    cells: list[list[tuple[int, int]]] = [[], []]
     for side, fit in enumerate((reference_fit, lineart_fit)):
         m = np.zeros((fit.size, fit.size), dtype=np.uint8)
         what = ("reference", "line art")[side]
@@ -181,9 +179,8 @@ def point_maps(points: Points, reference_fit: Fit, lineart_fit: Fit) -> PointMap
                 raise PointsError(f"pairs {m[row, col]} and {k} fall on the same {what} pixel after resizing to "
                                   f"{fit.size}x{fit.size}; move them further apart")
             m[row, col] = k
-            cells[side].append((row, col))
         maps.append(torch.from_numpy(m.astype(np.float32))[None, None])
-    return PointMaps(maps[0], maps[1], list(zip(cells[0], cells[1])))
+    return PointMaps(maps[0], maps[1])
 
 
 def maps_from_arrays(reference: np.ndarray, lineart: np.ndarray) -> PointMaps:

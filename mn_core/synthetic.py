@@ -138,7 +138,7 @@ def write_layout(root: str | Path, preset: Preset = TINY, *, seed: int = 0, over
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPModel
 
-    from .lineart import LineartGenerator
+    from .annotator import LineartGenerator
     from .pointnet import PointNet
 
     root = Path(root)
@@ -190,20 +190,18 @@ def write_layout(root: str | Path, preset: Preset = TINY, *, seed: int = 0, over
     return root
 
 
-
-def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0,
-                    channels_last: bool | None = None, one_phase: bool = False, **options):
-    """A MangaNinja pipeline whose networks are built in memory, directly on ``device``, with the networks' default
-    random initialisation (no files; for GPU benchmarks where writing ~10 GB of weights would dominate).
-
-    ``one_phase`` then keeps only one phase's large networks on the device, as ``from_folder`` does.
-    ``options`` go to :class:`mn_core.pipeline.MangaNinja` (``sequential_rows``, ``compile``)."""
+def random_checkpoint(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0):
+    """A :class:`~mn_core.assembly.Checkpoint` whose networks are built in memory, directly on ``device`` in
+    ``dtype`` (the annotator in float32), with the networks' default random initialisation: no files, for GPU
+    benchmarks where writing ~10 GB of weights would dominate. Build them in the order given (one seeded draw)."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPVisionModelWithProjection
 
-    from .lineart import LineartGenerator
-    from .pipeline import LocalModules, MangaNinja, prepare_module
+    from .annotator import LineartGenerator
+    from .assembly import Checkpoint
+    from .models import without_output_head
     from .pointnet import PointNet
+    from .sampling import DDIMSchedule
 
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -211,7 +209,7 @@ def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16
     vision = clip.vision_config
     vision.projection_dim = clip.projection_dim
     builders = {
-        "reference_unet": lambda: UNet2DConditionModel.from_config(unet_config(preset)),
+        "reference_unet": lambda: without_output_head(UNet2DConditionModel.from_config(unet_config(preset))),
         "denoising_unet": lambda: UNet2DConditionModel.from_config(unet_config(preset)),
         "controlnet": lambda: ControlNetModel.from_config(controlnet_config(preset)),
         "vae": lambda: AutoencoderKL.from_config(vae_config(preset)),
@@ -219,28 +217,42 @@ def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16
         "point_net": lambda: PointNet([(c, 3 if i == 0 else 1) for i, c in enumerate(preset.unet_channels)]),
         "annotator": lambda: LineartGenerator(widths=preset.annotator_widths),
     }
-    if channels_last is None:
-        channels_last = device.type == "cuda"
-    modules = {}
-    default = torch.get_default_dtype()
-    for name, build in builders.items():
-        torch.set_default_dtype(torch.float32 if name == "annotator" else dtype)  # create weights in their dtype
-        try:
-            with device:
-                module = build().eval().requires_grad_(False)
-        finally:
-            torch.set_default_dtype(default)
-        if name == "reference_unet":
-            module.conv_norm_out, module.conv_out = None, nn.Identity()
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        modules[name] = prepare_module(name, module)
-    owner = LocalModules({}, device, one_phase=one_phase, modules=modules)
-    if one_phase:
-        for name in LocalModules.LARGE:
-            modules[name].to("cpu")
-    from .sampling import DDIMSchedule
 
-    null = torch.randn(1, 1, preset.cross_attention_dim)
-    return MangaNinja(owner, null_context=null, schedule=DDIMSchedule.from_config(SCHEDULER_CONFIG), dtype=dtype,
-                      **options)
+    def in_place(name, build):
+        def load():
+            default = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float32 if name == "annotator" else dtype)  # weights made in their dtype
+            try:
+                with device:
+                    return build()
+            finally:
+                torch.set_default_dtype(default)
+        return load
+
+    null = torch.randn(1, 1, preset.cross_attention_dim, generator=torch.Generator().manual_seed(seed))
+    return Checkpoint({name: in_place(name, build) for name, build in builders.items()}, null,
+                      DDIMSchedule.from_config(SCHEDULER_CONFIG))
+
+
+def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0,
+                    channels_last: bool | None = None, one_phase: bool = False, **options):
+    """A MangaNinja pipeline on :func:`random_checkpoint`'s networks, all built at once (none can be reloaded).
+
+    ``one_phase`` then keeps only one phase's large networks on the device, as ``from_folder`` does.
+    ``options`` go to :func:`mn_core.assembly.assemble` (``sequential_rows``, ``compile``)."""
+    from . import phases
+    from .assembly import assemble
+    from .placement import LocalModules
+
+    device = torch.device(device)
+    checkpoint = random_checkpoint(preset, device=device, dtype=dtype, seed=seed)
+
+    def owner(loaders):
+        modules = {name: load() for name, load in loaders.items()}
+        if one_phase:
+            for name in phases.LARGE:
+                modules[name].to("cpu")
+        return LocalModules({}, device, one_phase=one_phase, modules=modules)
+
+    return assemble(checkpoint, owner, dtype=dtype,
+                    channels_last=device.type == "cuda" if channels_last is None else channels_last, **options)

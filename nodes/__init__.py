@@ -1,6 +1,6 @@
 """ComfyUI nodes: thin adapters, each one call into mn_core."""
 
-from .comfy import register_model_folder
+from .bridge import register_model_folder
 from .lineart import ExtractLineart
 from .load import LoadMangaNinja
 from .points import PointEditor

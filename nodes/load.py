@@ -4,27 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..mn_core import models
-from ..mn_core.pipeline import PRECISIONS, MangaNinja, module_loaders
-from . import comfy
+from ..mn_core import choices, models
+from ..mn_core.assembly import Checkpoint, assemble
+from ..mn_core.pipeline import MangaNinja
+from ..mn_core.placement import PRECISIONS
+from . import bridge
 
 AUTO = "auto"
 
 
 def _choices(folder: str) -> list[str]:
-    return [AUTO] + comfy.standard_files(folder)
+    return [AUTO] + bridge.standard_files(folder)
 
 
 def _pick_standard(folder: str, choice: str, auto_names: tuple[str, ...]) -> Path | None:
     """The file chosen in a standard ComfyUI folder; with "auto", one whose name matches ``auto_names``."""
     if choice != AUTO:
-        path = comfy.standard_path(folder, choice)
+        path = bridge.standard_path(folder, choice)
         if path is None:
             raise FileNotFoundError(f"{choice} not found in the ComfyUI '{folder}' folder")
         return Path(path)
-    for name in comfy.standard_files(folder):
+    for name in bridge.standard_files(folder):
         if any(a in Path(name).name.lower() for a in auto_names):
-            return Path(comfy.standard_path(folder, name))
+            return Path(bridge.standard_path(folder, name))
     return None
 
 
@@ -33,7 +35,7 @@ class LoadMangaNinja:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "precision": (["auto", "fp16", "bf16", "fp32"], {
+                "precision": (list(choices.PRECISIONS), {
                     "default": "auto", "tooltip": "auto follows ComfyUI's choice for this GPU and its --fp16-unet/"
                                                   "--bf16-unet/--force-fp32 flags; fp32 reproduces the official "
                                                   "numbers"}),
@@ -82,7 +84,7 @@ def model_files(root: Path, clip_vision=AUTO, vae=AUTO, controlnet=AUTO) -> mode
 
 
 def _root() -> Path:
-    roots = [Path(r) for r in comfy.model_roots()]
+    roots = [Path(r) for r in bridge.model_roots()]
     for r in roots:
         if (r / "MangaNinjia").is_dir():
             return r
@@ -92,12 +94,11 @@ def _root() -> Path:
 def load_pipeline(precision: str, download: bool, clip_vision=AUTO, vae=AUTO, controlnet=AUTO) -> MangaNinja:
     root = _root()
     if download:
-        bar = comfy.Progress(100)
+        bar = bridge.Progress(100)
         models.ensure_models(root, progress=lambda role, done, total: bar.set(int(100 * done / max(total, 1)), 100))
     files = model_files(root, clip_vision, vae, controlnet)
-    device = comfy.compute_device()
-    dtype = comfy.auto_precision(device) if precision == "auto" else PRECISIONS[precision]
-    loaders = module_loaders(files, dtype, device="cpu")
-    owner = comfy.make_owner({name: load() for name, load in loaders.items()}, device)
-    return MangaNinja(owner, null_context=models.compute_null_context(files), schedule=models.load_schedule(files),
-                      dtype=dtype)
+    device = bridge.compute_device()
+    dtype = bridge.auto_precision(device) if precision == "auto" else PRECISIONS[precision]
+    return assemble(Checkpoint.from_files(files, dtype, device="cpu"),
+                    lambda loaders: bridge.make_owner({name: load() for name, load in loaders.items()}, device),
+                    dtype=dtype)

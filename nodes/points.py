@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..mn_core import points as mn_points
 from ..mn_core.images import to_pil
-from . import comfy
+from . import bridge
 
 # Pair colours; js/point_editor.js uses the same list so previews and the editor agree.
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
@@ -67,17 +67,17 @@ class PointEditor:
                    f"{mn_points.MAX_PAIRS} pairs). Drag to move, right-click to delete a pair.")
 
     def run(self, reference, lineart, points, reference_coordinates=None, lineart_coordinates=None):
-        ref = to_pil(comfy.image_batch(reference, "reference")[0], what="reference")
-        line = to_pil(comfy.image_batch(lineart, "lineart")[0], what="lineart")
+        ref = to_pil(bridge.image_batch(reference, "reference")[0], what="reference")
+        line = to_pil(bridge.image_batch(lineart, "lineart")[0], what="lineart")
         if reference_coordinates is not None or lineart_coordinates is not None:
             parsed = mn_points.pairs_from_coordinates(reference_coordinates or "[]", lineart_coordinates or "[]")
         else:
             parsed = mn_points.parse(points)
         parsed = mn_points.Points(parsed.pairs, parsed.reference_size or ref.size, parsed.lineart_size or line.size)
         mn_points.validate(parsed, ref.size, line.size)
-        previews = [comfy.save_preview(draw_points(ref, [p[0] for p in parsed.pairs]), "manganinja_points_ref"),
-                    comfy.save_preview(draw_points(line, [p[1] for p in parsed.pairs]), "manganinja_points_lineart")]
-        sources = [comfy.save_preview(ref, "manganinja_ref"), comfy.save_preview(line, "manganinja_lineart")]
+        previews = [bridge.save_preview(draw_points(ref, [p[0] for p in parsed.pairs]), "manganinja_points_ref"),
+                    bridge.save_preview(draw_points(line, [p[1] for p in parsed.pairs]), "manganinja_points_lineart")]
+        sources = [bridge.save_preview(ref, "manganinja_ref"), bridge.save_preview(line, "manganinja_lineart")]
         ui = {"images": [p for p in previews if p], "mn_sources": [s for s in sources if s],
               "mn_points": [parsed.to_json()]}
         return {"ui": ui, "result": (parsed,)}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..mn_core.images import FIT_MODES
-from . import comfy
+from ..mn_core.choices import FIT_MODES
+from . import bridge
 
 
 class ReferenceEncode:
@@ -28,6 +28,6 @@ class ReferenceEncode:
     DESCRIPTION = "Encodes a reference once; any number of samplers and frames can reuse it."
 
     def encode(self, model, reference, size, fit, reference_seed):
-        images = comfy.image_batch(reference, "reference")
+        images = bridge.image_batch(reference, "reference")
         encoded = model.encode_reference(images[0], size=size, fit=fit, seed=reference_seed)
-        return (encoded.to(comfy.intermediate_device()),)
+        return (encoded.to(bridge.intermediate_device()),)

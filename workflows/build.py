@@ -54,9 +54,10 @@ def reference_encode(id_, pos, model, image):
                 [("reference", "MANGANINJA_REFERENCE")], title="Reference Encode")
 
 
-def sampler(id_, pos, model, reference, lineart, points=None, seed=0):
+def sampler(id_, pos, model, reference, lineart=None, points=None, seed=0, prepared=None):
     inputs = [("model", "MANGANINJA_MODEL", model), ("reference", "MANGANINJA_REFERENCE", reference),
-              ("lineart", "IMAGE", lineart), ("points", "MANGANINJA_POINTS", points)]
+              ("lineart", "IMAGE", lineart), ("prepared_lineart", "MANGANINJA_LINEART", prepared),
+              ("points", "MANGANINJA_POINTS", points)]
     return Node(id_, "MangaNinjaColorizeSampler", pos, (315, 262),
                 [("steps", 50), ("seed", seed), SEED_CONTROL, ("guidance_ref", 9.0), ("guidance_point", 15.0),
                  ("fit", "letterbox"), ("lineart_polarity", "auto")], inputs,
@@ -117,10 +118,10 @@ def extract() -> list[Node]:
         Node(4, "MangaNinjaExtractLineart", (400, 500), (315, 250),
              [("mode", "extract"), ("polarity", "auto"), ("binarize", 0.0), ("cleanup", True), ("size", 512),
               ("fit", "letterbox"), ("output", "black_on_white")],
-             [("image", "IMAGE", (2, 0)), ("model", "MANGANINJA_MODEL", (3, 0))], [("lineart", "IMAGE")],
-             title="Extract Lineart"),
+             [("image", "IMAGE", (2, 0)), ("model", "MANGANINJA_MODEL", (3, 0))],
+             [("lineart", "IMAGE"), ("prepared", "MANGANINJA_LINEART")], title="Extract Lineart"),
         reference_encode(5, (400, 290), (3, 0), (1, 0)),
-        sampler(6, (760, 60), (3, 0), (5, 0), (4, 0)),
+        sampler(6, (760, 60), (3, 0), (5, 0), prepared=(4, 1)),
         save(7, (1120, 60), (6, 0), "manganinja_extract"),
         preview(8, (760, 420), (4, 0), "Extracted line art"),
     ]

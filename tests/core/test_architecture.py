@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mn_core import models
-from mn_core.lineart import LineartGenerator
+from mn_core.annotator import LineartGenerator
 from mn_core.loading import empty_weights
 from mn_core.pointnet import PointNet
 

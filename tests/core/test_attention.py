@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from mn_core import attention
 from mn_core.attention import CrossAttention, ReferenceReader, round_bank, transformer_blocks
 from mn_core.denoise import Denoiser, StepInputs, controlnet_residuals
+from mn_core.lineart import from_drawing as lineart_from_drawing
 
 TOL = dict(rtol=0, atol=2e-5)
 
@@ -175,7 +176,7 @@ def _step_inputs(tiny, nets, ref, lineart, rows):
 @pytest.fixture(scope="module")
 def inputs(tiny, sample_images):
     ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
-    lineart = tiny.lineart_from_drawing(sample_images["black_on_white"], size=128)
+    lineart = lineart_from_drawing(sample_images["black_on_white"], size=128)
     maps_ref = torch.zeros(1, 1, 128, 128)
     maps_line = torch.zeros(1, 1, 128, 128)
     maps_ref[0, 0, 40, 50] = maps_line[0, 0, 60, 30] = 1

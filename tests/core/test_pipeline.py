@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mn_core import MangaNinja, Points, PointsError
+from mn_core import MangaNinja, Points, PointsError, lineart_from_drawing
+from mn_core.observers import Observer, Timings
 
 
 def test_reference_is_encoded_once_and_reused(tiny, sample_images):
@@ -46,7 +47,7 @@ def test_seed_reproduces_and_is_reported(tiny, sample_images):
 def test_output_is_at_the_line_art_size_and_carries_the_line_art(tiny, sample_images):
     ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
     for fit in ("letterbox", "stretch"):
-        lineart = tiny.lineart_from_drawing(sample_images["black_on_white"], size=128, fit=fit)
+        lineart = lineart_from_drawing(sample_images["black_on_white"], size=128, fit=fit)
         out = tiny.colorize(ref, lineart, steps=1, seed=0)
         assert out.image.size == (96, 140) and out.image.mode == "RGB"
         assert out.lineart.size == (96, 140) and out.processed_image.size == (128, 128)
@@ -54,24 +55,24 @@ def test_output_is_at_the_line_art_size_and_carries_the_line_art(tiny, sample_im
 
 
 def test_polarity_is_detected(tiny, sample_images):
-    a = MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=128)
-    b = MangaNinja.lineart_from_drawing(sample_images["white_on_black"], size=128)
+    a = lineart_from_drawing(sample_images["black_on_white"], size=128)
+    b = lineart_from_drawing(sample_images["white_on_black"], size=128)
     # Same line art either way (resampling before vs after the inversion may differ by one 8-bit level).
     assert torch.allclose(a.values, b.values, rtol=0, atol=1.01 / 255)
     assert a.values.max() == 1 and a.values.mean() < 0.2  # lines high on a dark background
-    forced = MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=128, polarity="white_on_black")
+    forced = lineart_from_drawing(sample_images["black_on_white"], size=128, polarity="white_on_black")
     assert forced.values.mean() > 0.5
     with pytest.raises(ValueError, match="polarity"):
-        MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=128, polarity="sideways")
+        lineart_from_drawing(sample_images["black_on_white"], size=128, polarity="sideways")
 
 
 def test_cleanup_and_binarize(sample_images):
     grey = Image.fromarray(np.full((64, 64), 200, np.uint8))  # faint grey strokes everywhere: 55/255 after inversion
-    art = MangaNinja.lineart_from_drawing(grey, size=64, polarity="black_on_white")
+    art = lineart_from_drawing(grey, size=64, polarity="black_on_white")
     assert art.values.max() == 0  # 0.216 <= 0.24: removed
-    kept = MangaNinja.lineart_from_drawing(grey, size=64, polarity="black_on_white", cleanup=False)
+    kept = lineart_from_drawing(grey, size=64, polarity="black_on_white", cleanup=False)
     assert torch.allclose(kept.values, torch.full_like(kept.values, 55 / 255))
-    binary = MangaNinja.lineart_from_drawing(grey, size=64, polarity="black_on_white", binarize=0.1)
+    binary = lineart_from_drawing(grey, size=64, polarity="black_on_white", binarize=0.1)
     assert set(binary.values.unique().tolist()) == {1.0}
 
 
@@ -117,7 +118,7 @@ def test_bad_arguments_fail_early(tiny, sample_images):
     with pytest.raises(ValueError, match="steps"):
         tiny.colorize(ref, sample_images["black_on_white"], steps=0)
     with pytest.raises(ValueError, match="prepared at 192px"):
-        tiny.colorize(ref, MangaNinja.lineart_from_drawing(sample_images["black_on_white"], size=192), steps=1)
+        tiny.colorize(ref, lineart_from_drawing(sample_images["black_on_white"], size=192), steps=1)
     with pytest.raises(ValueError, match="injected noise has shape"):
         tiny.colorize(ref, sample_images["black_on_white"], steps=1, noise=torch.zeros(1, 4, 8, 8))
     with pytest.raises(ValueError, match="finite"):
@@ -146,9 +147,53 @@ def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_ima
 
 
 def test_timings_are_reported(tiny, sample_images):
-    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0)
-    out = tiny.colorize(ref, sample_images["black_on_white"], steps=3, seed=0)
-    assert ref.seconds > 0 and len(out.timings["steps"]) == 3 and out.timings["decode"] > 0
+    timings = Timings()
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0, observers=[timings])
+    out = tiny.colorize(ref, sample_images["black_on_white"], steps=3, seed=0, observers=[timings])
+    t = timings.laps
+    assert t["encode_reference"][0] > 0 and len(t["step"]) == 3 and t["decode"][0] > 0
+    assert len(t["controlnet"]) == 3 and len(t["unet"]) == 3 and t["colorize_prepare"][0] > 0
+    for part in ("clip_vision", "vae_encode", "reference_unet"):
+        assert 0 < t[part][0] <= t["encode_reference"][0]
+    assert sum(t["controlnet"]) + sum(t["unet"]) <= sum(t["step"])
+    plain = tiny.colorize(ref, sample_images["black_on_white"], steps=3, seed=0)
+    assert torch.equal(plain.latents, out.latents)  # watching changes nothing
+
+
+def test_observers_see_every_step_and_can_cancel(tiny, sample_images, monkeypatch):
+    """Without an observer that asks for timings, nothing synchronises the device."""
+    from mn_core import observers
+
+    syncs = []
+    real = observers.synchronize
+    monkeypatch.setattr(observers, "synchronize", lambda device: syncs.append(device) or real(device))
+    seen = []
+
+    class Watch(Observer):
+        def on_step_end(self, step, steps, latents):
+            seen.append((step, steps, tuple(latents.shape)))
+
+        def on_phase(self, phase, networks):
+            seen.append((phase, sorted(networks)))
+
+    ref = tiny.encode_reference(sample_images["reference"], size=128, seed=0, observers=[Watch()])
+    tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=0, observers=[Watch()])
+    assert seen == [("reference", ["clip_vision", "reference_unet", "vae"]),
+                    ("sampling", ["controlnet", "denoising_unet", "point_net"]),
+                    (1, 2, (1, 4, 16, 16)), (2, 2, (1, 4, 16, 16)), ("decode", ["vae"])]
+    assert syncs == []
+
+    class Cancel(Observer):
+        def on_step_end(self, step, steps, latents):
+            if step == 1:
+                raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        tiny.colorize(ref, sample_images["black_on_white"], steps=5, seed=0, observers=[Cancel()])
+    with pytest.raises(TypeError, match="Observer"):
+        tiny.colorize(ref, sample_images["black_on_white"], steps=1, seed=0, observers=[print])
+    again = tiny.colorize(ref, sample_images["black_on_white"], steps=2, seed=0)  # nothing left bound
+    assert again.image.size == sample_images["black_on_white"].size
 
 
 def test_fp16_decode_overflow_falls_back_to_fp32(tiny_models):
@@ -167,7 +212,8 @@ def test_gpu_placement_keeps_one_phase_on_the_device():
     """Standalone offload: encoding moves the sampling networks out once; frames and decodes move nothing."""
     from torch import nn
 
-    from mn_core.pipeline import REFERENCE_MODELS, SAMPLING_MODELS, LocalModules
+    from mn_core import phases
+    from mn_core.placement import LocalModules, ModuleOwner
 
     moves = []
 
@@ -190,18 +236,19 @@ def test_gpu_placement_keeps_one_phase_on_the_device():
     modules = {n: Recording(n) for n in names}
     modules["vae"] = RecordingVAE()
     owner = LocalModules({}, torch.device("cuda"), one_phase=True, modules=modules)
-    owner.prepare(REFERENCE_MODELS)
+    assert isinstance(owner, ModuleOwner)
+    owner.prepare(phases.REFERENCE)
     assert ("denoising_unet", "cpu") in moves and ("controlnet", "cpu") in moves
     assert ("reference_unet", "cuda") in moves and ("clip_vision", "cuda") in moves and ("vae", "cuda") in moves
     moves.clear()
-    owner.release(REFERENCE_MODELS)  # as soon as the reference is encoded
+    owner.release(phases.REFERENCE)  # as soon as the reference is encoded
     assert {("reference_unet", "cpu"), ("clip_vision", "cpu"), ("vae.encoder", "cpu")} <= set(moves)
     assert ("vae", "cpu") not in moves and ("vae.decoder", "cpu") not in moves
     moves.clear()
-    owner.prepare(SAMPLING_MODELS)
+    owner.prepare(phases.SAMPLING)
     assert ("denoising_unet", "cuda") in moves and ("controlnet", "cuda") in moves
     moves.clear()
-    owner.prepare(("vae",))  # decoding: only the VAE's decoder comes; nothing large is evicted
-    owner.prepare(("annotator",))
+    owner.prepare(phases.DECODE)  # decoding: only the VAE's decoder comes; nothing large is evicted
+    owner.prepare(phases.LINEART)
     assert ("vae.encoder", "cpu") in moves and ("vae.decoder", "cuda") in moves
-    assert not any(name in LocalModules.LARGE for name, _ in moves)
+    assert not any(name in phases.LARGE for name, _ in moves)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from support import FIXTURES, fixture_cases, require
-from mn_core import MangaNinja
+from mn_core import MangaNinja, lineart_from_drawing
 
 CASES = fixture_cases()
 
@@ -35,7 +35,7 @@ def test_fp16_and_bf16_match_fp32_above_35_db(case):
         ref = mn.encode_reference(Image.open(case / "inputs" / "reference.png"), size=size, fit="stretch",
                                   noise=ref_noise)
         target = Image.open(case / "inputs" / "target.png")
-        lineart = (mn.lineart_from_drawing(target, size=size, fit="stretch", polarity="white_on_black")
+        lineart = (lineart_from_drawing(target, size=size, fit="stretch", polarity="white_on_black")
                    if call["is_lineart"] else mn.extract_lineart(target, size=size, fit="stretch"))
         out = mn.colorize(ref, lineart, steps=int(call["denoising_steps"]), guidance_ref=call["guidance_scale_ref"],
                           guidance_point=call["guidance_scale_point"], noise=init)

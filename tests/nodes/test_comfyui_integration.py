@@ -123,9 +123,12 @@ def test_object_info_lists_the_five_nodes(server):
         assert cls in info, cls
         assert info[cls]["display_name"] == display and info[cls]["category"] == "MangaNinja"
     sampler = info["MangaNinjaColorizeSampler"]["input"]
-    assert set(sampler["required"]) == {"model", "reference", "lineart", "steps", "seed", "guidance_ref",
+    assert set(sampler["required"]) == {"model", "reference", "steps", "seed", "guidance_ref",
                                         "guidance_point", "fit", "lineart_polarity"}
     assert sampler["optional"]["points"][0] == "MANGANINJA_POINTS"
+    assert sampler["optional"]["lineart"][0] == "IMAGE"
+    assert sampler["optional"]["prepared_lineart"][0] == "MANGANINJA_LINEART"
+    assert info["MangaNinjaExtractLineart"]["output"] == ["IMAGE", "MANGANINJA_LINEART"]
     assert sampler["required"]["seed"][1].get("control_after_generate") is True
     assert info["MangaNinjaColorizeSampler"]["output"] == ["IMAGE", "IMAGE"]
     assert info["MangaNinjaLoader"]["output"] == ["MANGANINJA_MODEL"]

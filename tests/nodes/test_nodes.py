@@ -100,11 +100,11 @@ def test_model_folder_is_registered_and_merged(comfy_env, pack):
     fp = comfy_env["folder_paths"]
     saved = fp.folder_names_and_paths.pop("manganinja", None)
     try:
-        pack.nodes.comfy.register_model_folder()
+        pack.nodes.bridge.register_model_folder()
         paths, exts = fp.folder_names_and_paths["manganinja"]
         assert paths == [str(ROOT.parent / "x")] or paths[-1].endswith("models/manganinja")
         fp.folder_names_and_paths["manganinja"] = (["/from/extra_model_paths"], set())
-        pack.nodes.comfy.register_model_folder()  # keeps the user's path, appends the default
+        pack.nodes.bridge.register_model_folder()  # keeps the user's path, appends the default
         assert fp.folder_names_and_paths["manganinja"][0][0] == "/from/extra_model_paths"
         assert fp.folder_names_and_paths["manganinja"][0][1].endswith("models/manganinja")
     finally:
@@ -135,7 +135,7 @@ def test_reference_and_sampler_go_through_load_models_gpu(pack, model, sample_im
     assert ref.context.device == comfy_env["mm"].intermediate_device()
     load_calls.clear()
     frames = torch.cat([image_tensor(sample_images["black_on_white"]), image_tensor(sample_images["white_on_black"])])
-    out = pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 2, 5, 9.0, 15.0, "letterbox", "auto")
+    out = pack.nodes.sampler.ColorizeSampler().sample(model, ref, 2, 5, 9.0, 15.0, "letterbox", "auto", lineart=frames)
     names = [c[0] for c in load_calls]
     assert ["MangaNinja_point_net", "MangaNinja_controlnet", "MangaNinja_denoising_unet"] in names
     assert all("MangaNinja_reference_unet" not in n for n in names)  # only needed while encoding a reference
@@ -144,8 +144,8 @@ def test_reference_and_sampler_go_through_load_models_gpu(pack, model, sample_im
     assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
     assert image.device == comfy_env["mm"].intermediate_device()
     # Frame 0 of a batch equals the same frame alone with the same seed.
-    single = pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames[:1], 2, 5, 9.0, 15.0, "letterbox",
-                                                         "auto")["result"][0]
+    single = pack.nodes.sampler.ColorizeSampler().sample(model, ref, 2, 5, 9.0, 15.0, "letterbox",
+                                                         "auto", lineart=frames[:1])["result"][0]
     assert torch.equal(single[0], image[0])
     # Both polarities were read as the same line art (the frames differ only in drawing polarity).
     assert (lineart[0] - lineart[1]).abs().mean() < 0.002
@@ -162,7 +162,7 @@ def test_progress_bar_advances_per_step_and_cancel_stops(pack, model, sample_ima
     seen = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview: seen.append((value, total)))
     try:
-        pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 3, 0, 9.0, 15.0, "letterbox", "auto")
+        pack.nodes.sampler.ColorizeSampler().sample(model, ref, 3, 0, 9.0, 15.0, "letterbox", "auto", lineart=frames)
         assert seen == [(1, 3), (2, 3), (3, 3)]
         seen.clear()
 
@@ -173,27 +173,27 @@ def test_progress_bar_advances_per_step_and_cancel_stops(pack, model, sample_ima
 
         comfy.utils.set_progress_bar_global_hook(cancel_after_first)
         with pytest.raises(mm.InterruptProcessingException):
-            pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 20, 0, 9.0, 15.0, "letterbox", "auto")
+            pack.nodes.sampler.ColorizeSampler().sample(model, ref, 20, 0, 9.0, 15.0, "letterbox", "auto", lineart=frames)
         assert seen == [1]  # stopped within one step
         assert model.modules.get("denoising_unet").mn_reader.context is None  # nothing left bound
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
-    out = pack.nodes.sampler.ColorizeSampler().sample(model, ref, frames, 2, 0, 9.0, 15.0, "letterbox", "auto")
+    out = pack.nodes.sampler.ColorizeSampler().sample(model, ref, 2, 0, 9.0, 15.0, "letterbox", "auto", lineart=frames)
     assert out["result"][0].shape == (1, 140, 96, 3)  # the next run works
 
 
 def test_auto_precision_follows_comfyui(pack, comfy_env, monkeypatch):
     mm = comfy_env["mm"]
     cpu = torch.device("cpu")
-    assert pack.nodes.comfy.auto_precision(cpu) == torch.float32  # CPU
+    assert pack.nodes.bridge.auto_precision(cpu) == torch.float32  # CPU
     monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.bfloat16)  # e.g. --bf16-unet
     monkeypatch.setattr(mm, "unet_manual_cast", lambda dtype, device, supported=None: None)
-    assert pack.nodes.comfy.auto_precision(cpu) == torch.bfloat16
+    assert pack.nodes.bridge.auto_precision(cpu) == torch.bfloat16
     monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.float8_e4m3fn)  # fp8 storage flags: compute fp16
-    assert pack.nodes.comfy.auto_precision(cpu) == torch.float16
+    assert pack.nodes.bridge.auto_precision(cpu) == torch.float16
     monkeypatch.setattr(mm, "unet_manual_cast", lambda dtype, device, supported=None: torch.float32)
-    assert pack.nodes.comfy.auto_precision(cpu) == torch.float32  # the device cannot compute in fp16
+    assert pack.nodes.bridge.auto_precision(cpu) == torch.float32  # the device cannot compute in fp16
 
 
 def test_missing_files_error_lists_them(pack, comfy_env, tmp_path):
@@ -260,14 +260,47 @@ def test_extract_lineart_node(pack, model, sample_images):
     img = image_tensor(sample_images["reference"])
     with pytest.raises(ValueError, match="needs the MangaNinja model"):
         node.extract(img, "extract", "auto", 0.0, True, 256, "letterbox", "black_on_white")
-    out = node.extract(img, "extract", "auto", 0.0, True, 256, "letterbox", "black_on_white", model=model)[0]
+    out, prepared = node.extract(img, "extract", "auto", 0.0, True, 256, "letterbox", "black_on_white", model=model)
     assert out.shape == (1, 120, 160, 3)
+    direct = model.extract_lineart(img[0], size=256, fit="letterbox")
+    assert len(prepared) == 1 and torch.equal(prepared[0].values, direct.values) and prepared[0].size == 256
     drawn = node.extract(image_tensor(sample_images["black_on_white"]), "drawn", "auto", 0.5, True, 256,
                          "letterbox", "white_on_black")[0]  # no model needed for drawn line art
     assert drawn.shape == (1, 140, 96, 3) and drawn.mean() < 0.3  # white lines on black
     again = node.extract(image_tensor(sample_images["black_on_white"]), "drawn", "auto", 0.5, True, 256,
                          "letterbox", "black_on_white")[0]
     assert torch.allclose(again, 1 - drawn, atol=1 / 255)
+
+
+def test_extract_lineart_feeds_the_sampler_unchanged(pack, model, sample_images):
+    """Line art flows once: Extract Lineart's prepared output -> Colorize Sampler gives exactly what the sampler
+    makes from the drawing itself (non-square 96x140 input, 256 px), and extracted line art is used as extracted."""
+    ref = pack.nodes.reference.ReferenceEncode().encode(model, image_tensor(sample_images["reference"]), 256,
+                                                        "letterbox", 0)[0]
+    sampler, extractor = pack.nodes.sampler.ColorizeSampler(), pack.nodes.lineart.ExtractLineart()
+    frames = torch.cat([image_tensor(sample_images["black_on_white"]), image_tensor(sample_images["white_on_black"])])
+    direct = sampler.sample(model, ref, 2, 7, 9.0, 15.0, "letterbox", "auto", lineart=frames)["result"]
+    _, prepared = extractor.extract(frames, "drawn", "auto", 0.0, True, 256, "letterbox", "black_on_white")
+    via = sampler.sample(model, ref, 2, 7, 9.0, 15.0, "stretch", "white_on_black",  # ignored for prepared input
+                         prepared_lineart=prepared)["result"]
+    assert via[0].shape == (2, 140, 96, 3)
+    assert torch.equal(via[0], direct[0]) and torch.equal(via[1], direct[1])
+
+    # Mode extract: the annotator's line art reaches the sampler without a second fit, polarity guess or cleanup.
+    _, extracted = extractor.extract(image_tensor(sample_images["reference"]), "extract", "auto", 0.0, True, 256,
+                                     "letterbox", "black_on_white", model=model)
+    via = sampler.sample(model, ref, 2, 7, 9.0, 15.0, "letterbox", "auto", prepared_lineart=extracted)["result"]
+    core = model.colorize(ref, model.extract_lineart(sample_images["reference"], size=256), steps=2,
+                          generator=torch.Generator("cpu").manual_seed(7))
+    assert torch.equal(via[0][0], torch.from_numpy(np.asarray(core.image, dtype=np.float32) / 255.0))
+
+    with pytest.raises(ValueError, match="either `lineart`.*not neither"):
+        sampler.sample(model, ref, 2, 7, 9.0, 15.0, "letterbox", "auto")
+    with pytest.raises(ValueError, match="not both"):
+        sampler.sample(model, ref, 2, 7, 9.0, 15.0, "letterbox", "auto", lineart=frames, prepared_lineart=prepared)
+    _, small = extractor.extract(frames, "drawn", "auto", 0.0, True, 320, "letterbox", "black_on_white")
+    with pytest.raises(ValueError, match="made at size 320 .* encoded at 256; set Extract Lineart's size to 256"):
+        sampler.sample(model, ref, 2, 7, 9.0, 15.0, "letterbox", "auto", prepared_lineart=small)
 
 
 def test_missing_dependency_logs_one_line_and_registers_nothing(tmp_path):
@@ -300,12 +333,12 @@ def test_nodes_run_standalone_without_comfyui(tiny_models, tmp_path, sample_imag
         spec = importlib.util.spec_from_file_location("p", {str(ROOT / '__init__.py')!r},
                                                       submodule_search_locations=[{str(ROOT)!r}])
         m = importlib.util.module_from_spec(spec); sys.modules["p"] = m; spec.loader.exec_module(m)
-        assert not m.nodes.comfy.have_comfy() and "comfy" not in sys.modules
+        assert not m.nodes.bridge.have_comfy() and "comfy" not in sys.modules
         img = torch.from_numpy(np.asarray(Image.open({str(tmp_path / 'r.png')!r}).convert("RGB"), np.float32) / 255)[None]
         model = m.nodes.load.LoadMangaNinja().load("fp32", False)[0]
         print(type(model.modules).__name__)
         ref = m.nodes.reference.ReferenceEncode().encode(model, img, 256, "letterbox", 0)[0]
-        out = m.nodes.sampler.ColorizeSampler().sample(model, ref, img, 1, 0, 9.0, 15.0, "letterbox", "auto")
+        out = m.nodes.sampler.ColorizeSampler().sample(model, ref, 1, 0, 9.0, 15.0, "letterbox", "auto", lineart=img)
         print(tuple(out["result"][0].shape))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -314,7 +347,7 @@ def test_nodes_run_standalone_without_comfyui(tiny_models, tmp_path, sample_imag
 
 
 def test_logging_uses_the_pack_logger(pack):
-    assert pack.nodes.comfy.log.name == "MangaNinja" and isinstance(pack.nodes.comfy.log, logging.Logger)
+    assert pack.nodes.bridge.log.name == "MangaNinja" and isinstance(pack.nodes.bridge.log, logging.Logger)
 
 
 def test_loader_downloads_missing_files_only_when_run(pack, comfy_env, tiny_models, tmp_path, hub):

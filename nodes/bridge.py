@@ -1,4 +1,4 @@
-"""The small part of ComfyUI the nodes use, with plain-PyTorch stand-ins when ComfyUI is not there.
+"""The bridge to ComfyUI: the small part of it the nodes use, with plain-PyTorch stand-ins when ComfyUI is not there.
 
 ComfyUI owns device placement: every network is wrapped in a ``ModelPatcher`` and brought to the GPU with
 ``load_models_gpu`` right before use; ComfyUI evicts it again when something else needs the memory. Nothing here
@@ -15,7 +15,9 @@ import os
 import torch
 from torch import nn
 
-from ..mn_core.pipeline import LocalModules
+from ..mn_core import phases
+from ..mn_core.observers import Observer
+from ..mn_core.placement import LocalModules, resolve_device
 
 log = logging.getLogger("MangaNinja")
 
@@ -77,8 +79,6 @@ def standard_path(folder: str, name: str) -> str | None:
 def compute_device() -> torch.device:
     if mm is not None:
         return mm.get_torch_device()
-    from ..mn_core.pipeline import resolve_device
-
     return resolve_device("auto")
 
 
@@ -130,7 +130,8 @@ def _managed(name: str, module: nn.Module, device: torch.device) -> Managed:
 
 
 class ComfyModules:
-    """mn_core's module owner backed by ComfyUI's model manager."""
+    """mn_core's :class:`~mn_core.placement.ModuleOwner` backed by ComfyUI's model manager: a phase's networks
+    (from :mod:`mn_core.phases`) are loaded with ``load_models_gpu``; ComfyUI decides what to evict."""
 
     def __init__(self, modules: dict[str, nn.Module], load_device: torch.device, offload_device: torch.device):
         self.device = load_device
@@ -140,13 +141,13 @@ class ComfyModules:
             for name, module in modules.items()
         }
 
-    def prepare(self, names, memory_required: int = 0) -> None:
-        _load_models_gpu([self.patchers[n] for n in names], memory_required)
+    def prepare(self, phase: str, memory_required: int = 0) -> None:
+        _load_models_gpu([self.patchers[n] for n in phases.networks(phase)], memory_required)
 
     def get(self, name: str) -> nn.Module:
         return self.patchers[name].model.net
 
-    def release(self, names) -> None:
+    def release(self, phase: str) -> None:
         """Nothing: ComfyUI's model manager evicts models when it needs their memory."""
 
 
@@ -160,8 +161,9 @@ def make_owner(modules: dict[str, nn.Module], device: torch.device):
 # Progress and cancel
 
 
-class Progress:
-    """ComfyUI's progress bar (its hook also raises when the user cancels); a no-op standalone."""
+class Progress(Observer):
+    """ComfyUI's progress bar as an mn_core observer: one tick per denoising step, and ComfyUI's cancel obeyed
+    (raising between steps); a no-op standalone."""
 
     def __init__(self, total: int):
         self.bar = comfy.utils.ProgressBar(total) if mm is not None else None
@@ -171,6 +173,9 @@ class Progress:
             mm.throw_exception_if_processing_interrupted()
         if self.bar is not None:
             self.bar.update(n)
+
+    def on_step_end(self, step, steps, latents) -> None:
+        self.update(1)
 
     def set(self, value: int, total: int) -> None:
         if self.bar is not None:

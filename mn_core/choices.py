@@ -1,0 +1,5 @@
+"""The option lists the CLI, the nodes and the core share, defined once (plain tuples: importing this is free)."""
+
+FIT_MODES = ("letterbox", "stretch")                            # how an image is brought to the processing square
+POLARITIES = ("auto", "white_on_black", "black_on_white")       # how a line drawing is drawn
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")                   # the compute precision
