@@ -288,6 +288,26 @@ def run_flow(page, server, tmp_path):
         app.graph.getNodeById(3).connect(0, n, n.findInputSlot('lineart')); }""", PE)
     bh.wait_editor_ready(page, PE)
 
+    # refresh is event-driven (no polling timer): an upstream node that is not a LoadImage shows its `imgs`
+    # preview as soon as it is set, and the editor stops watching nodes that no longer feed it
+    js_source = "\n".join(p.read_text() for p in sorted((ROOT / "js").glob("*.js")))
+    assert "setInterval" not in js_source
+    watched = "(id) => [...app.graph.getNodeById(id).mnPointEditor.watched.keys()].map((n) => n.id).sort()"
+    assert page.evaluate(watched, PE) == [2, 3]
+    inv = page.evaluate("""([id, url]) => { const pe = app.graph.getNodeById(id);
+        const inv = LiteGraph.createNode('ImageInvert'); app.graph.add(inv); inv.pos = [10, 800];
+        app.graph.getNodeById(2).connect(0, inv, 0); inv.connect(0, pe, pe.findInputSlot('reference'));
+        const img = new Image(); img.src = url; inv.imgs = [img]; return inv.id; }""",
+                        [PE, server.base_url + "/view?filename=mn_other.png&type=input&subfolder="])
+    bh.wait_for(page, size_is, [PE, "reference", list(OTHER_SIZE)], 15, "the preview of a non-LoadImage node")
+    assert page.evaluate(watched, PE) == sorted([3, inv])
+    page.evaluate("""([id, inv]) => { const pe = app.graph.getNodeById(id);
+        app.graph.getNodeById(2).connect(0, pe, pe.findInputSlot('reference'));
+        app.graph.remove(app.graph.getNodeById(inv)); }""", [PE, inv])
+    bh.wait_editor_ready(page, PE)
+    assert page.evaluate(watched, PE) == [2, 3]
+    assert bh.editor_state(page, PE)["sizes"] == {"reference": list(REF_SIZE), "lineart": list(LINE_SIZE)}
+
     # a value set from outside (24 pairs) is redrawn, and a 25th pair is refused with a message
     full = {"pairs": [{"reference": [4 * k, 3], "lineart": [3, 4 * k]} for k in range(24)]}
     page.evaluate("([id, v]) => { app.graph.getNodeById(id).widgets.find((w) => w.name === 'points').value = v; }",
