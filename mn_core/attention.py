@@ -160,15 +160,16 @@ class _BankWriter:
 
 @dataclass
 class _BlockContext:
-    key_ref: torch.Tensor      # to_k(B)           (1, Lr, C)
-    key_point: torch.Tensor    # to_k(B + Er)      (1, Lr, C)
-    value_ref: torch.Tensor    # to_v(B)           (1, Lr, C)
-    target_points: torch.Tensor  # Et             (1, L, C)
+    key_ref: torch.Tensor      # to_k(B)           (1, S*Lr, C): the S reference squares side by side
+    key_point: torch.Tensor    # to_k(B + Er)      (1, S*Lr, C)
+    value_ref: torch.Tensor    # to_v(B)           (1, S*Lr, C)
+    target_points: torch.Tensor  # Et             (1 or F, L, C)
 
 
 @dataclass
 class _ReadContext:
-    rows: tuple[str, ...]  # one UNet batch entry each
+    rows: tuple[str, ...]  # the UNet batch holds each row for every frame: row-major, ``frames`` long each
+    frames: int
     blocks: dict[str, _BlockContext]
 
 
@@ -192,6 +193,11 @@ def match_scale(tokens: list[torch.Tensor], length: int, width: int) -> torch.Te
                      "must have the same processing size")
 
 
+def _side_by_side(x: torch.Tensor) -> torch.Tensor:
+    """(S, L, C) -> (1, S*L, C): several reference squares as one longer bank (one square: unchanged)."""
+    return x if x.shape[0] == 1 else x.reshape(1, x.shape[0] * x.shape[1], x.shape[2])
+
+
 class ReferenceReader:
     """Owns the reader processors of one denoising UNet; :meth:`bound` activates a reference for a run."""
 
@@ -204,13 +210,16 @@ class ReferenceReader:
 
     @contextlib.contextmanager
     def bound(self, bank: dict[str, torch.Tensor], reference_points: list[torch.Tensor],
-              target_points: list[torch.Tensor], rows: tuple[str, ...]):
+              target_points: list[torch.Tensor], rows: tuple[str, ...], frames: int = 1):
         """Make the reader blocks attend to ``bank`` while inside the context.
 
-        ``bank`` maps block paths to (1, L, C) tensors already in the reader precision (see :func:`round_bank`);
-        ``reference_points``/``target_points`` are the PointNet outputs of the two point maps; ``rows`` says which
-        guidance rows the UNet batch holds, in order, one entry each. Keys and values of the bank are
-        projected once here, since they are the same at every step.
+        ``bank`` maps block paths to (S, L, C) tensors already in the reader precision (see :func:`round_bank`),
+        one per encoded reference square; their keys and values are concatenated along the token axis, so every
+        target token attends to [itself; square 1; ...; square S]. ``reference_points`` are the PointNet outputs
+        of the S reference point maps, ``target_points`` those of the line-art maps (one, or one per frame);
+        ``rows`` says which guidance rows the UNet batch holds, in order, each for all ``frames``. Keys and
+        values of the bank are projected once here (they are the same at every step and for every frame: the
+        frames share one projected copy).
         """
         if tuple(sorted(bank)) != tuple(sorted(self.blocks)):
             raise ValueError("the bank was recorded on a UNet whose transformer blocks differ from the denoising "
@@ -221,12 +230,14 @@ class ReferenceReader:
         for path, block in self.blocks.items():
             attn = block.attn1
             b = bank[path]
-            _, length, width = b.shape
+            squares, length, width = b.shape
             er = match_scale(reference_points, length, width).to(b.dtype)
             et = match_scale(target_points, length, width).to(b.dtype)
-            blocks[path] = _BlockContext(key_ref=attn.to_k(b), key_point=attn.to_k(b + er), value_ref=attn.to_v(b),
-                                         target_points=et)
-        self.context = _ReadContext(rows=tuple(rows), blocks=blocks)
+            if er.shape[0] != squares:
+                raise ValueError(f"{er.shape[0]} reference point maps for {squares} reference squares")
+            blocks[path] = _BlockContext(key_ref=_side_by_side(attn.to_k(b)), key_point=_side_by_side(attn.to_k(b + er)),
+                                         value_ref=_side_by_side(attn.to_v(b)), target_points=et)
+        self.context = _ReadContext(rows=tuple(rows), frames=frames, blocks=blocks)
         try:
             yield
         finally:
@@ -250,17 +261,17 @@ class _BankReader:
             return self_attention(attn, hidden_states)
         block = context.blocks[self.path]
         n = hidden_states
-        rows = context.rows
-        if n.shape[0] != len(rows):
-            raise ValueError(f"UNet batch {n.shape[0]} does not match rows {rows}")
-        chunks = dict(zip(rows, n.split(1)))
+        rows, f = context.rows, context.frames
+        if n.shape[0] != len(rows) * f:
+            raise ValueError(f"UNet batch {n.shape[0]} does not match rows {rows} x {f} frames")
+        chunks = dict(zip(rows, n.split(f)))
 
         # Query/key inputs: the point row gets the target point tokens added; values never do.
         qk_in = torch.cat([chunks[r] + block.target_points if r == "point" else chunks[r] for r in rows])
         q = attn.to_q(qk_in)
         k = attn.to_k(qk_in)
         v = attn.to_v(n)
-        q_rows, k_rows, v_rows = (dict(zip(rows, t.split(1))) for t in (q, k, v))
+        q_rows, k_rows, v_rows = (dict(zip(rows, t.split(f))) for t in (q, k, v))
 
         outputs = []
         if "uncond" in rows:
@@ -268,8 +279,8 @@ class _BankReader:
         with_bank = [r for r in rows if r != "uncond"]
         if with_bank:
             bank_keys = {"ref": block.key_ref, "point": block.key_point}
-            keys = torch.cat([torch.cat([k_rows[r], bank_keys[r]], dim=1) for r in with_bank])
-            values = torch.cat([torch.cat([v_rows[r], block.value_ref], dim=1)
+            keys = torch.cat([torch.cat([k_rows[r], bank_keys[r].expand(f, -1, -1)], dim=1) for r in with_bank])
+            values = torch.cat([torch.cat([v_rows[r], block.value_ref.expand(f, -1, -1)], dim=1)
                                 for r in with_bank])
             queries = torch.cat([q_rows[r] for r in with_bank])
             outputs.append(_attend(attn, queries, keys, values))

@@ -53,12 +53,12 @@ def controlnet_residuals(controlnet: nn.Module, sample: torch.Tensor, timestep, 
 
 @dataclass
 class StepInputs:
-    """What stays fixed for a whole sampling run of one line art."""
+    """What stays fixed for a whole sampling run of one line art (or of F frames sampled together)."""
 
     rows: tuple[str, ...]            # UNet rows, an ordered subset of ("uncond", "ref", "point")
     null_context: torch.Tensor       # (1, 1, D) model dtype, on the device
     image_context: torch.Tensor      # (1, 1, D)
-    cond_embedding: torch.Tensor     # ControlNet conditioning embedding of the line art, (1, C, h, w)
+    cond_embedding: torch.Tensor     # ControlNet conditioning embedding of each frame's line art, (F, C, h, w)
 
 
 class Denoiser:
@@ -80,28 +80,35 @@ class Denoiser:
         self.hooks = hooks if hooks is not None else Hooks((), torch.device("cpu"))
 
     def __call__(self, z: torch.Tensor, t: int) -> dict[str, torch.Tensor]:
+        """``z``: (F, 4, h, w), one latent per frame; returns each row's ε, (F, 4, h, w) float32."""
         rows = self.inputs.rows
         x = z.to(self.dtype)
+        frames = x.shape[0]
         t = torch.tensor([t], dtype=torch.int64, device=x.device)  # a tensor, so a compiled step is reused
         null, image = self.inputs.null_context, self.inputs.image_context
-        # ControlNet: one row per distinct context.
+        # ControlNet: one row per distinct context (each for every frame).
         cn_contexts = (["null"] if "uncond" in rows else []) + (["image"] if any(r != "uncond" for r in rows) else [])
-        cn_ctx = torch.cat([null if c == "null" else image for c in cn_contexts])
+        cn_ctx = torch.cat([_repeat(null if c == "null" else image, frames) for c in cn_contexts])
         n = len(cn_contexts)
         with self.hooks.section("controlnet"):
-            down, mid = self.residuals(self.controlnet, x.expand(n, -1, -1, -1), t, cn_ctx,
-                                       self.inputs.cond_embedding.expand(n, -1, -1, -1))
+            down, mid = self.residuals(self.controlnet, _repeat(x, n), t, cn_ctx,
+                                       _repeat(self.inputs.cond_embedding, n))
         groups = [(r,) for r in rows] if self.sequential_rows else [rows]
         eps = {}
         for group in groups:
-            index = torch.tensor([cn_contexts.index("null" if r == "uncond" else "image") for r in group],
-                                 device=x.device)
-            ctx = torch.cat([null if r == "uncond" else image for r in group])
+            index = torch.cat([torch.arange(frames, device=x.device)
+                               + frames * cn_contexts.index("null" if r == "uncond" else "image") for r in group])
+            ctx = torch.cat([_repeat(null if r == "uncond" else image, frames) for r in group])
             self.reader.set_rows(group)
             with self.hooks.section("unet"):
-                out = self.unet(x.expand(len(group), -1, -1, -1), t, encoder_hidden_states=ctx,
+                out = self.unet(_repeat(x, len(group)), t, encoder_hidden_states=ctx,
                                 down_block_additional_residuals=[d.index_select(0, index) for d in down],
                                 mid_block_additional_residual=mid.index_select(0, index)).sample
-            eps.update(zip(group, out.float().split(1)))
+            eps.update(zip(group, out.float().split(frames)))
         self.hooks.value("eps", lambda: {k: v.cpu() for k, v in eps.items()})
         return eps
+
+
+def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` copies along the batch axis: a broadcast view for one item, a concatenation for several."""
+    return x.expand(n, *x.shape[1:]) if x.shape[0] == 1 else torch.cat([x] * n)

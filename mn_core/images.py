@@ -79,11 +79,14 @@ class Fit:
 
     ``stretch`` resizes to the square (the official behaviour); ``letterbox`` keeps the aspect ratio and pads.
     The same transform maps points, so a point on a feature of the input lands on that feature in the square.
+    ``region`` (left, top, width, height) confines the image to a tile of the square (several references laid
+    out in one square, see :func:`tile_regions`); by default the whole square.
     """
 
     mode: str
     source_size: tuple[int, int]
     size: int
+    region: tuple[int, int, int, int] | None = None
 
     def __post_init__(self):
         if self.mode not in FIT_MODES:
@@ -93,11 +96,12 @@ class Fit:
     def box(self) -> tuple[int, int, int, int]:
         """(left, top, width, height) of the image content inside the square."""
         w, h = self.source_size
+        rl, rt, rw, rh = self.region or (0, 0, self.size, self.size)
         if self.mode == "stretch":
-            return 0, 0, self.size, self.size
-        scale = self.size / max(w, h)
+            return rl, rt, rw, rh
+        scale = min(rw / w, rh / h)
         cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
-        return (self.size - cw) // 2, (self.size - ch) // 2, cw, ch
+        return rl + (rw - cw) // 2, rt + (rh - ch) // 2, cw, ch
 
     def apply(self, image: Image.Image, fill=255) -> Image.Image:
         if image.size != self.source_size:
@@ -130,6 +134,30 @@ class Fit:
         left, top, cw, ch = self.box
         content = image if (cw, ch) == (self.size, self.size) else image.crop((left, top, left + cw, top + ch))
         return content if content.size == self.source_size else content.resize(self.source_size, Image.BICUBIC)
+
+
+def tile_regions(count: int, size: int) -> list[tuple[int, int, int, int]]:
+    """``count`` tiles of a ``size`` square, row by row in a grid of ceil(sqrt(count)) columns: (left, top, w, h)."""
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    xs = [round(i * size / cols) for i in range(cols + 1)]
+    ys = [round(j * size / rows) for j in range(rows + 1)]
+    return [(xs[k % cols], ys[k // cols], xs[k % cols + 1] - xs[k % cols], ys[k // cols + 1] - ys[k // cols])
+            for k in range(count)]
+
+
+def compose(images: list[Image.Image], fits: list[Fit], fill=255) -> Image.Image:
+    """Several images, each through its own (tile) fit, in one square; one image is exactly ``fit.apply``."""
+    if len(images) == 1:
+        return fits[0].apply(images[0], fill=fill)
+    size = fits[0].size
+    canvas = Image.new("RGB", (size, size), (fill,) * 3)
+    for image, fit in zip(images, fits):
+        left, top, cw, ch = fit.box
+        if image.size != fit.source_size:
+            raise ValueError(f"image is {image.size}, fit was made for {fit.source_size}")
+        canvas.paste(image if (cw, ch) == image.size else image.resize((cw, ch), Image.BICUBIC), (left, top))
+    return canvas
 
 
 def to_model_input(image: Image.Image) -> torch.Tensor:

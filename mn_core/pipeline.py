@@ -30,7 +30,7 @@ from torch import nn
 from . import annotator, lineart as lineart_prep, phases
 from .attention import BankRecorder, ReferenceReader, round_bank
 from .denoise import Denoiser, StepInputs, controlnet_residuals
-from .images import Fit, check_size, clip_input, to_model_input, to_pil, to_uint8
+from .images import Fit, check_size, clip_input, compose, tile_regions, to_model_input, to_pil, to_uint8
 from .lineart import Lineart
 from .observers import Hooks, Observer
 from .placement import ModuleOwner, activation_bytes
@@ -42,21 +42,48 @@ log = logging.getLogger("mn_core")
 LATENT_SCALE = 0.18215  # hard-coded by the official pipeline (not read from the VAE config)
 
 
+COMBINE_MODES = ("tile", "bank")
+
+
 @dataclass
 class Reference:
-    """A reference image encoded once; reusable for any number of line arts (on any device)."""
+    """One or several reference images encoded once; reusable for any number of line arts (on any device).
+
+    The images were encoded as S processing squares (one square per image in ``bank`` mode; all images tiled into
+    one square in ``tile`` mode, or just one image). ``sources[k]`` = (square, fit) says where reference image k
+    lies, for mapping its points. A coloured previous frame joins as one more square that no point names
+    (:meth:`with_extra_square`).
+    """
 
     size: int
-    fit: Fit
-    image: Image.Image                     # the fitted reference (processing size)
+    fit: Fit                               # the first reference image's fit
+    image: Image.Image                     # the first encoded square (processing size)
     context: torch.Tensor                  # CLIP image token (1, 1, D)
-    latents: torch.Tensor                  # reference latents the bank was recorded from (1, 4, h, w), float32
-    bank: dict[str, torch.Tensor]          # per transformer block: (1, L, C), already in reader precision
+    latents: torch.Tensor                  # latents the bank was recorded from (S, 4, h, w), float32
+    bank: dict[str, torch.Tensor]          # per transformer block: (S, L, C), already in reader precision
     seed: int | None = None
+    sources: tuple[tuple[int, Fit], ...] = ()
+    mode: str = "tile"
+
+    def __post_init__(self):
+        if not self.sources:
+            self.sources = ((0, self.fit),)
+
+    @property
+    def squares(self) -> int:
+        return self.latents.shape[0]
 
     def to(self, device) -> Reference:
         return replace(self, context=self.context.to(device), latents=self.latents.to(device),
                        bank={k: v.to(device) for k, v in self.bank.items()})
+
+    def with_extra_square(self, other: Reference) -> Reference:
+        """This reference plus ``other``'s squares as more bank entries (its CLIP token and points are not used:
+        the context stays this reference's)."""
+        if other.size != self.size:
+            raise ValueError(f"cannot combine references encoded at {self.size}px and {other.size}px")
+        return replace(self, latents=torch.cat([self.latents, other.latents.to(self.latents.device)]),
+                       bank={k: torch.cat([v, other.bank[k].to(v.device)]) for k, v in self.bank.items()})
 
 
 @dataclass
@@ -156,14 +183,59 @@ class MangaNinja:
                          generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
                          observers: Observers = None) -> Reference:
         """Encode a reference image once: CLIP token, VAE posterior sample (noise draw 1), reference bank."""
+        return self.encode_references([image], size=size, fit=fit, seed=seed, generator=generator, noise=noise,
+                                      observers=observers)
+
+    @torch.inference_mode()
+    def encode_references(self, images, *, mode: str = "tile", size: int = 512, fit: str = "letterbox",
+                          seed: int | None = None, generator: torch.Generator | None = None,
+                          noise: torch.Tensor | None = None, observers: Observers = None) -> Reference:
+        """Encode one or several references once.
+
+        ``mode="tile"``: the images are laid out in one processing square (each fitted into its tile, see
+        :func:`~mn_core.images.tile_regions`) and encoded as ONE reference, the input distribution the model was
+        trained on, at a lower resolution per image. ``mode="bank"``: each image is encoded alone at the
+        processing size and their attention banks are concatenated along the token axis in every reader block;
+        the CLIP context is the mean of the images' projected CLIP embeddings (the model reads one token; the
+        mean keeps it in the training distribution's shape, while the banks carry each image's colours). With one
+        image both modes are exactly :meth:`encode_reference`. Noise draw 1 is one (1, 4, h, w) draw per encoded
+        square, in order; injected ``noise`` is (S, 4, h, w).
+        """
         check_size(size)
-        pil = to_pil(image, what="reference").convert("RGB")
-        fitting = Fit(fit, pil.size, size)
-        processed = fitting.apply(pil, fill=255)
+        if mode not in COMBINE_MODES:
+            raise ValueError(f"mode must be {' or '.join(COMBINE_MODES)}, got {mode!r}")
+        images = list(images)
+        if not images:
+            raise ValueError("no reference image given: connect at least one")
+        pils = [to_pil(img, what=f"reference {k}" if len(images) > 1 else "reference").convert("RGB")
+                for k, img in enumerate(images)]
+        if len(pils) == 1:
+            fits = [Fit(fit, pils[0].size, size)]
+        elif mode == "tile":
+            fits = [Fit(fit, p.size, size, region) for p, region in zip(pils, tile_regions(len(pils), size))]
+        else:
+            fits = [Fit(fit, p.size, size) for p in pils]
+        squares = [compose(pils, fits)] if mode == "tile" or len(pils) == 1 else [
+            f.apply(p, fill=255) for p, f in zip(pils, fits)]
+        sources = tuple((0 if len(squares) == 1 else k, f) for k, f in enumerate(fits))
         if noise is None:
             generator, seed = _generator(seed, generator)
+        elif noise.shape[0] != len(squares):
+            raise ValueError(f"reference posterior noise: {noise.shape[0]} draws given for {len(squares)} squares")
         hooks = Hooks(observers, self.device)
         self._prepare(phases.REFERENCE, hooks, activation_bytes(size, 1, self.dtype))
+        encoded = [self._encode_square(square, generator, None if noise is None else noise[k:k + 1], hooks)
+                   for k, square in enumerate(squares)]
+        self.modules.release(phases.REFERENCE)  # the reference networks are not needed until the next reference
+        contexts = [e[0] for e in encoded]
+        context = contexts[0] if len(contexts) == 1 else torch.stack(contexts).mean(0)
+        latents = torch.cat([e[1] for e in encoded])
+        bank = {k: torch.cat([e[2][k] for e in encoded]) for k in encoded[0][2]}
+        return Reference(size=size, fit=fits[0], image=squares[0], context=context, latents=latents, bank=bank,
+                         seed=seed, sources=sources, mode=mode)
+
+    def _encode_square(self, processed: Image.Image, generator, noise, hooks: Hooks):
+        """One processing square: CLIP token (1, 1, D), posterior latents (1, 4, h, w), bank {path: (1, L, C)}."""
         device, dtype = self.device, self.dtype
         with hooks.section("encode_reference"):
             with hooks.section("clip_vision"):
@@ -187,9 +259,7 @@ class MangaNinja:
         hooks.value("ref_posterior_std", lambda: posterior.std.float().cpu())
         hooks.value("ref_latents", lambda: latents.float().cpu())
         hooks.value("ref_bank", lambda: {k: v.float().cpu() for k, v in raw_bank.items()})
-        self.modules.release(phases.REFERENCE)  # the reference networks are not needed until the next reference
-        return Reference(size=size, fit=fitting, image=processed, context=context, latents=latents, bank=bank,
-                         seed=seed)
+        return context, latents, bank
 
     @torch.inference_mode()
     def extract_lineart(self, image, *, size: int = 512, fit: str = "letterbox", cleanup: bool = True,
@@ -219,37 +289,66 @@ class MangaNinja:
         :func:`mn_core.lineart.from_drawing`), used as it is, or a drawing (any image type; see ``polarity``).
         ``points``: matched pairs in original-image pixels (or ready point maps). ``noise`` injects the initial
         latents (noise draw 2). ``observers`` see every step (raise from one to cancel), see
-        :mod:`mn_core.observers`.
+        :mod:`mn_core.observers`. Several frames: :mod:`mn_core.sequence`.
         """
+        lineart = self.prepared_lineart(reference, lineart, polarity)
+        maps = self.point_maps(reference, lineart, points)
+        if noise is None:
+            generator, seed = _generator(seed, generator)
+        h = reference.size // self.latent_factor()
+        z = _noise((1, 4, h, h), generator, noise, "initial latents")
+        return self.colorize_batch(reference, [lineart], [maps], z, steps=steps, guidance_ref=guidance_ref,
+                                   guidance_point=guidance_point, seeds=[seed], observers=observers)[0]
+
+    def prepared_lineart(self, reference: Reference, lineart, polarity: str = "auto") -> Lineart:
         if not isinstance(lineart, Lineart):
             lineart = lineart_prep.from_drawing(lineart, size=reference.size, fit=reference.fit.mode,
                                                 polarity=polarity)
         if lineart.size != reference.size:
             raise ValueError(f"line art was prepared at {lineart.size}px but the reference at {reference.size}px")
+        return lineart
+
+    @staticmethod
+    def point_maps(reference: Reference, lineart: Lineart, points: Points | PointMaps | None) -> PointMaps:
+        maps = points if isinstance(points, PointMaps) else point_maps(points or NO_POINTS, list(reference.sources),
+                                                                       lineart.fit, squares=reference.squares)
+        if maps.reference.shape[-1] != reference.size:
+            raise ValueError(f"point maps are {maps.reference.shape[-1]}px, the processing size is {reference.size}")
+        if maps.reference.shape[0] != reference.squares:
+            raise ValueError(f"{maps.reference.shape[0]} reference point maps for {reference.squares} squares")
+        return maps
+
+    @torch.inference_mode()
+    def colorize_batch(self, reference: Reference, linearts: list[Lineart], maps: list[PointMaps], z: torch.Tensor,
+                       *, steps: int, guidance_ref: float, guidance_point: float, seeds: list[int | None],
+                       observers: Observers = None) -> list[ColorizeResult]:
+        """Colour F prepared line arts together (one network call per step for all of them; the reference bank is
+        shared, not copied per frame). ``maps``: one per frame, with the same reference maps; ``z``: the
+        initial latents (F, 4, h, w). Each frame's result equals colouring it alone (within float tolerance)."""
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         for name, g in (("guidance_ref", guidance_ref), ("guidance_point", guidance_point)):
             if not np.isfinite(g):
                 raise ValueError(f"{name} must be a finite number, got {g!r}")
-        maps = points if isinstance(points, PointMaps) else point_maps(points or NO_POINTS, reference.fit, lineart.fit)
-        if maps.reference.shape[-1] != reference.size:
-            raise ValueError(f"point maps are {maps.reference.shape[-1]}px, the processing size is {reference.size}")
-        h = reference.size // self.latent_factor()
-        if noise is None:
-            generator, seed = _generator(seed, generator)
-        z = _noise((1, 4, h, h), generator, noise, "initial latents")
-
+        if not (len(linearts) == len(maps) == z.shape[0] == len(seeds)):
+            raise ValueError(f"{len(linearts)} line arts, {len(maps)} point maps, {z.shape[0]} latents and "
+                             f"{len(seeds)} seeds: one of each per frame")
+        if any(not torch.equal(m.reference, maps[0].reference) for m in maps[1:]):
+            raise ValueError("frames coloured together must share their reference points")
         rows = needed_rows(guidance_ref, guidance_point)
+        frames = len(linearts)
         hooks = Hooks(observers, self.device)
         self._prepare(phases.SAMPLING, hooks, activation_bytes(
-            reference.size, 1 if self.sequential_rows else len(rows), self.dtype))
+            reference.size, frames * (1 if self.sequential_rows else len(rows)), self.dtype))
         device, dtype = self.device, self.dtype
         with hooks.section("colorize_prepare"):
             ref = reference.to(device)
             point_net = self._module("point_net")
-            ref_tokens = point_net(maps.reference.to(device, dtype))
-            target_tokens = point_net(maps.lineart.to(device, dtype))
-            cond = lineart_prep.to_condition(lineart.values).to(device, dtype)
+            ref_tokens = point_net(maps[0].reference.to(device, dtype))
+            line_maps = maps[0].lineart if frames == 1 else torch.cat([m.lineart for m in maps])
+            target_tokens = point_net(line_maps.to(device, dtype))
+            values = linearts[0].values if frames == 1 else torch.cat([a.values for a in linearts])
+            cond = lineart_prep.to_condition(values).to(device, dtype)
             controlnet = self._module("controlnet")
             unet = self._module("denoising_unet")
             inputs = StepInputs(rows=rows, null_context=self.null_context.to(device, dtype),
@@ -264,12 +363,15 @@ class MangaNinja:
         hooks.value("point_emb_target", lambda: [t.float().cpu() for t in target_tokens])
         hooks.value("latents", lambda: z.clone())
         hooks.start_laps()
-        with reader.bound(ref.bank, ref_tokens, target_tokens, inputs.rows):
+        with reader.bound(ref.bank, ref_tokens, target_tokens, inputs.rows, frames=frames):
             z = sample(denoiser, z.to(device), self.schedule, steps, guidance_ref, guidance_point, hooks.step_end)
         decoded = self.decode(z, observers=hooks.observers)
-        processed = Image.fromarray(to_uint8(decoded))
-        return ColorizeResult(image=lineart.fit.restore(processed), lineart=lineart.restored(), seed=seed,
-                              processed_image=processed, latents=z.cpu())
+        results = []
+        for k, lineart in enumerate(linearts):
+            processed = Image.fromarray(to_uint8(decoded[k:k + 1]))
+            results.append(ColorizeResult(image=lineart.fit.restore(processed), lineart=lineart.restored(),
+                                          seed=seeds[k], processed_image=processed, latents=z[k:k + 1].cpu()))
+        return results
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor, *, observers: Observers = None) -> torch.Tensor:

@@ -10,12 +10,16 @@ rounded down). The canonical JSON::
       "pairs": [ {"reference": [x, y], "lineart": [x, y]}, ... ]
     }
 
+With several references, a pair may name its reference with ``"reference_index": k`` (0-based, default 0), and
+``reference_size`` may be a list with one ``[W, H]`` per reference.
+
 Also accepted: a bare list of such pair objects, or a list of ``[[x, y], [x, y]]`` (reference first).
 Two KJNodes-style coordinate lists (``[{"x": .., "y": ..}, ...]``, one per image) are paired by order with
 :func:`pairs_from_coordinates`.
 
 For the model, pair k (1-based) writes the value k at [row, col] of two maps of the processing size, one per
-image, after mapping each point through the same fit as its image; everything else is 0.
+image, after mapping each point through the same fit as its image; everything else is 0. With several encoded
+reference squares (bank mode) each square has its own reference map, holding the pairs of its reference.
 """
 
 from __future__ import annotations
@@ -36,22 +40,44 @@ class PointsError(ValueError):
     """Points that cannot be used; the message says which pair and why, and how to fix it."""
 
 
+Size = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class Points:
     pairs: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = ()
-    reference_size: tuple[int, int] | None = None
-    lineart_size: tuple[int, int] | None = None
+    reference_size: Size | tuple[Size | None, ...] | None = None  # one size, or one per reference
+    lineart_size: Size | None = None
+    reference_indices: tuple[int, ...] = ()  # per pair; empty: every pair belongs to reference 0
 
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def index(self, i: int) -> int:
+        """The reference of pair ``i`` (0-based)."""
+        return self.reference_indices[i] if self.reference_indices else 0
+
+    def declared_reference_size(self, k: int) -> Size | None:
+        size = self.reference_size
+        if size is None or (len(size) == 2 and isinstance(size[0], int)):
+            return size if k == 0 or size is None else None
+        return size[k] if k < len(size) else None
+
     def to_json(self) -> str:
         out: dict = {}
         if self.reference_size:
-            out["reference_size"] = list(self.reference_size)
+            single = isinstance(self.reference_size[0], int)
+            out["reference_size"] = (list(self.reference_size) if single
+                                     else [list(s) if s else None for s in self.reference_size])
         if self.lineart_size:
             out["lineart_size"] = list(self.lineart_size)
-        out["pairs"] = [{"reference": list(r), "lineart": list(l)} for r, l in self.pairs]
+        pairs = []
+        for i, (r, line) in enumerate(self.pairs):
+            pair = {"reference": list(r), "lineart": list(line)}
+            if self.index(i):
+                pair["reference_index"] = self.index(i)
+            pairs.append(pair)
+        out["pairs"] = pairs
         return json.dumps(out)
 
 
@@ -96,23 +122,34 @@ def parse(text_or_obj) -> Points:
         unknown = set(obj) - {"pairs", "reference_size", "lineart_size", "version"}
         if unknown:
             raise PointsError(f"unknown keys in the points JSON: {sorted(unknown)}")
-        reference_size = _size(obj.get("reference_size"), "reference_size")
+        given = obj.get("reference_size")
+        if isinstance(given, list) and given and all(v is None or isinstance(v, list) for v in given):
+            reference_size = tuple(_size(v, f"reference_size[{k}]") for k, v in enumerate(given))
+        else:
+            reference_size = _size(given, "reference_size")
         lineart_size = _size(obj.get("lineart_size"), "lineart_size")
         obj = obj.get("pairs", [])
     if not isinstance(obj, list):
         raise PointsError(f"points must be a list of pairs, got {type(obj).__name__}")
-    pairs = []
+    pairs, indices = [], []
     for i, item in enumerate(obj, 1):
+        index = 0
         if isinstance(item, dict):
-            if set(item) != {"reference", "lineart"}:
-                raise PointsError(f"pair {i}: expected keys 'reference' and 'lineart', got {sorted(item)}")
+            if not {"reference", "lineart"} <= set(item) <= {"reference", "lineart", "reference_index"}:
+                raise PointsError(f"pair {i}: expected keys 'reference' and 'lineart' (and optionally "
+                                  f"'reference_index'), got {sorted(item)}")
             ref, line = item["reference"], item["lineart"]
+            index = item.get("reference_index", 0)
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                raise PointsError(f"pair {i}: reference_index must be a whole number >= 0 (0 = the first "
+                                  f"reference), got {index!r}")
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             ref, line = item
         else:
             raise PointsError(f"pair {i}: expected {{'reference': [x, y], 'lineart': [x, y]}}, got {item!r}")
         pairs.append((_xy(ref, f"pair {i} (reference)"), _xy(line, f"pair {i} (line art)")))
-    return Points(tuple(pairs), reference_size, lineart_size)
+        indices.append(index)
+    return Points(tuple(pairs), reference_size, lineart_size, tuple(indices) if any(indices) else ())
 
 
 def pairs_from_coordinates(reference_coordinates, lineart_coordinates) -> Points:
@@ -138,49 +175,64 @@ def pairs_from_coordinates(reference_coordinates, lineart_coordinates) -> Points
     return Points(tuple(zip(ref, line)))
 
 
-def validate(points: Points, reference_size: tuple[int, int], lineart_size: tuple[int, int]) -> None:
-    """Raise PointsError for too many pairs, duplicates, or points outside their image."""
+def validate(points: Points, reference_size: Size | list[Size], lineart_size: Size) -> None:
+    """Raise PointsError for too many pairs, duplicates, unknown references, or points outside their image.
+    ``reference_size``: the reference's size, or a list with one size per reference."""
+    sizes = [tuple(reference_size)] if isinstance(reference_size[0], int) else [tuple(s) for s in reference_size]
     if len(points) > MAX_PAIRS:
         raise PointsError(f"{len(points)} pairs given; MangaNinja supports at most {MAX_PAIRS}. Remove some.")
-    for what, declared, actual in (("reference", points.reference_size, reference_size),
-                                   ("line art", points.lineart_size, lineart_size)):
+    for i in range(len(points)):
+        if points.index(i) >= len(sizes):
+            raise PointsError(f"pair {i + 1}: reference_index {points.index(i)} names a reference that is not "
+                              f"there; {len(sizes)} reference(s) given, so use 0 to {len(sizes) - 1}")
+    checks = [(("reference" if len(sizes) == 1 else f"reference {k}"), points.declared_reference_size(k), s)
+              for k, s in enumerate(sizes)] + [("line art", points.lineart_size, lineart_size)]
+    for what, declared, actual in checks:
         if declared is not None and tuple(declared) != tuple(actual):
             raise PointsError(f"the points were placed on a {declared[0]}x{declared[1]} {what}, but the {what} "
                               f"image is {actual[0]}x{actual[1]}; place the points again on this image")
-    seen: dict[str, dict[tuple[int, int], int]] = {"reference": {}, "line art": {}}
+    seen: dict[object, dict[tuple[int, int], int]] = {}
     for i, pair in enumerate(points.pairs, 1):
-        for (x, y), what, (w, h) in zip(pair, ("reference", "line art"), (reference_size, lineart_size)):
+        k = points.index(i - 1)
+        ref_what = "reference" if len(sizes) == 1 else f"reference {k}"
+        for (x, y), what, (w, h), key in zip(pair, (ref_what, "line art"), (sizes[k], lineart_size), (k, "line")):
             if not (0 <= x < w and 0 <= y < h):
                 raise PointsError(f"pair {i}: the {what} point (x={x:g}, y={y:g}) lies outside the {w}x{h} {what} "
                                   f"image; x must be in [0, {w}) and y in [0, {h})")
             pixel = (math.floor(x), math.floor(y))
-            if pixel in seen[what]:
-                raise PointsError(f"pair {i} uses the same {what} pixel {pixel} as pair {seen[what][pixel]}; "
+            if pixel in seen.setdefault(key, {}):
+                raise PointsError(f"pair {i} uses the same {what} pixel {pixel} as pair {seen[key][pixel]}; "
                                   "each point may be used once")
-            seen[what][pixel] = i
+            seen[key][pixel] = i
 
 
 @dataclass
 class PointMaps:
-    reference: torch.Tensor  # (1, 1, N, N) float32 ids
-    lineart: torch.Tensor
+    reference: torch.Tensor  # (S, 1, N, N) float32 ids: one map per encoded reference square
+    lineart: torch.Tensor    # (1, 1, N, N)
 
 
-def point_maps(points: Points, reference_fit: Fit, lineart_fit: Fit) -> PointMaps:
-    """Validate and rasterise the pairs through the two fits."""
-    validate(points, reference_fit.source_size, lineart_fit.source_size)
-    maps = []
-    for side, fit in enumerate((reference_fit, lineart_fit)):
-        m = np.zeros((fit.size, fit.size), dtype=np.uint8)
-        what = ("reference", "line art")[side]
-        for k, pair in enumerate(points.pairs, 1):
-            row, col = fit.map_point(*pair[side])
+def point_maps(points: Points, reference_fit: Fit | list[tuple[int, Fit]], lineart_fit: Fit,
+               squares: int = 1) -> PointMaps:
+    """Validate and rasterise the pairs through the fits.
+
+    ``reference_fit``: the reference's fit, or per reference (square index, its fit into that square), for
+    references combined into ``squares`` encoded squares (see :class:`mn_core.pipeline.Reference`)."""
+    sources = [(0, reference_fit)] if isinstance(reference_fit, Fit) else list(reference_fit)
+    validate(points, [fit.source_size for _, fit in sources], lineart_fit.source_size)
+    n = lineart_fit.size
+    ref_maps = np.zeros((squares, n, n), dtype=np.uint8)
+    line_map = np.zeros((n, n), dtype=np.uint8)
+    for k, pair in enumerate(points.pairs, 1):
+        square, fit = sources[points.index(k - 1)]
+        for m, (row, col), what in ((ref_maps[square], fit.map_point(*pair[0]), "reference"),
+                                    (line_map, lineart_fit.map_point(*pair[1]), "line art")):
             if m[row, col]:
                 raise PointsError(f"pairs {m[row, col]} and {k} fall on the same {what} pixel after resizing to "
-                                  f"{fit.size}x{fit.size}; move them further apart")
+                                  f"{n}x{n}; move them further apart")
             m[row, col] = k
-        maps.append(torch.from_numpy(m.astype(np.float32))[None, None])
-    return PointMaps(maps[0], maps[1])
+    return PointMaps(torch.from_numpy(ref_maps.astype(np.float32))[:, None],
+                     torch.from_numpy(line_map.astype(np.float32))[None, None])
 
 
 def maps_from_arrays(reference: np.ndarray, lineart: np.ndarray) -> PointMaps:

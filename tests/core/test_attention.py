@@ -236,3 +236,31 @@ def test_sequential_rows_give_the_same_image(tiny_models, inputs):
     assert ra.processed_image.tobytes() == rb.processed_image.tobytes() or \
         (abs(torch.tensor(list(ra.processed_image.tobytes())) - torch.tensor(list(rb.processed_image.tobytes())))
          .max() <= 1)
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_bank_of_several_squares_and_frames_equals_the_official_hook_on_the_concatenated_bank(nets, frames):
+    """Bank mode: squares side by side along the token axis, [target; bank_1; bank_2], each square with its own
+    point tokens; F frames in one call, the bank shared: each frame equals the official hook alone."""
+    unet = nets["denoising_unet"]
+    path, block = next(iter(transformer_blocks(unet).items()))
+    attn = block.attn1
+    width = attn.to_q.in_features
+    g = torch.Generator().manual_seed(11)
+    n = torch.randn(3 * frames, 64, width, generator=g)  # rows x frames, row-major
+    bank = round_bank(torch.randn(2, 64, width, generator=g), torch.float32)
+    er = torch.randn(2, 64, width, generator=g)
+    et = torch.randn(frames, 64, width, generator=g)
+    reader = unet.mn_reader
+    banks = {p: (bank if p == path else torch.zeros(2, 4, reader.blocks[p].attn1.to_q.in_features))
+             for p in reader.blocks}
+    ref_tokens = [er] + [torch.zeros(2, 4, reader.blocks[p].attn1.to_q.in_features) for p in reader.blocks]
+    tokens = [et] + [torch.zeros(frames, 4, reader.blocks[p].attn1.to_q.in_features) for p in reader.blocks]
+    rows = ("uncond", "ref", "point")
+    with reader.bound(banks, ref_tokens, tokens, rows, frames=frames):
+        got = attn.processor(attn, n)
+    joined, joined_er = torch.cat(list(bank), 0)[None], torch.cat(list(er), 0)[None]
+    for f in range(frames):
+        alone = n[[f, frames + f, 2 * frames + f]]
+        expected = UpstreamReader(joined, et[f:f + 1], joined_er)(attn, alone)
+        assert torch.allclose(got[[f, frames + f, 2 * frames + f]], expected, **TOL), f
