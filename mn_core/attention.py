@@ -235,7 +235,8 @@ class ReferenceReader:
             et = match_scale(target_points, length, width).to(b.dtype)
             if er.shape[0] != squares:
                 raise ValueError(f"{er.shape[0]} reference point maps for {squares} reference squares")
-            blocks[path] = _BlockContext(key_ref=_side_by_side(attn.to_k(b)), key_point=_side_by_side(attn.to_k(b + er)),
+            blocks[path] = _BlockContext(key_ref=_side_by_side(attn.to_k(b)),
+                                         key_point=_side_by_side(attn.to_k(b + er)),
                                          value_ref=_side_by_side(attn.to_v(b)), target_points=et)
         self.context = _ReadContext(rows=tuple(rows), frames=frames, blocks=blocks)
         try:

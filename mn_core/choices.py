@@ -3,3 +3,4 @@
 FIT_MODES = ("letterbox", "stretch")                            # how an image is brought to the processing square
 POLARITIES = ("auto", "white_on_black", "black_on_white")       # how a line drawing is drawn
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")                   # the compute precision
+MULTI_REFERENCE_MODES = ("tile", "bank")                       # how several references are combined

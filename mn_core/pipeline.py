@@ -29,6 +29,7 @@ from torch import nn
 
 from . import annotator, lineart as lineart_prep, phases
 from .attention import BankRecorder, ReferenceReader, round_bank
+from .choices import MULTI_REFERENCE_MODES
 from .denoise import Denoiser, StepInputs, controlnet_residuals
 from .images import Fit, check_size, clip_input, compose, tile_regions, to_model_input, to_pil, to_uint8
 from .lineart import Lineart
@@ -42,7 +43,7 @@ log = logging.getLogger("mn_core")
 LATENT_SCALE = 0.18215  # hard-coded by the official pipeline (not read from the VAE config)
 
 
-COMBINE_MODES = ("tile", "bank")
+COMBINE_MODES = MULTI_REFERENCE_MODES
 
 
 @dataclass

@@ -23,8 +23,11 @@ from .points import PointMaps, Points
 
 
 def frame_seed(seed: int, index: int, stream: int = 0) -> int:
-    """A 63-bit seed for frame ``index`` of a run seeded ``seed`` (stream 0: initial latents; 1: the previous
-    frame's reference noise). Independent of every other frame."""
+    """The seed of frame ``index`` of a run seeded ``seed`` (stream 0: initial latents; 1: the previous frame's
+    reference noise), independent of every other frame. Frame 0's latents use ``seed`` itself, so a single image
+    gets exactly what :meth:`MangaNinja.colorize` gives with that seed."""
+    if index == 0 and stream == 0:
+        return int(seed)
     return int(np.random.SeedSequence([int(seed), int(index), int(stream)]).generate_state(2, np.uint64)[0] >> 1)
 
 

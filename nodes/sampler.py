@@ -1,10 +1,9 @@
-"""Colorize Sampler: colours every frame of a line-art batch against one encoded reference."""
+"""Colorize Sampler: colours a line-art batch as a sequence of frames against one encoded reference."""
 
 from __future__ import annotations
 
-import torch
-
 from ..mn_core import lineart as mn_lineart
+from ..mn_core.sequence import colorize_sequence
 from ..mn_core.choices import FIT_MODES, POLARITIES
 from . import bridge
 
@@ -39,6 +38,14 @@ class ColorizeSampler:
                 "fit": (list(FIT_MODES), {"default": "letterbox",
                                           "tooltip": "for `lineart` (prepared line art keeps its own fit)"}),
                 "lineart_polarity": (list(POLARITIES), {"default": "auto", "tooltip": "for `lineart`"}),
+                "previous_frame": ("BOOLEAN", {
+                    "default": False, "tooltip": "a batch is a shot: colour frame i with the reference AND the "
+                                                 "coloured frame i-1 (steadier colours; frames run one by one)"}),
+                "same_noise": ("BOOLEAN", {"default": False, "tooltip": "the same initial noise on every frame "
+                                                                       "(less flicker on still parts)"}),
+                "frames_per_call": ("INT", {"default": 1, "min": 1, "max": 64,
+                                            "tooltip": "independent frames sampled together (faster on a GPU, "
+                                                       "more memory); not with previous_frame"}),
             },
             "optional": {
                 "lineart": ("IMAGE", {"tooltip": "line art, white on black or black on white; a batch colours every "
@@ -56,18 +63,21 @@ class ColorizeSampler:
     DESCRIPTION = "Colours line art with the reference's colours (three-way guided DDIM), at the input size."
 
     def sample(self, model, reference, steps, seed, guidance_ref, guidance_point, fit, lineart_polarity,
-               lineart=None, prepared_lineart=None, points=None):
+               previous_frame=False, same_noise=False, frames_per_call=1, lineart=None, prepared_lineart=None,
+               points=None):
         prepared = frames_of(lineart, prepared_lineart, reference)
-        frames = prepared if prepared is not None else bridge.image_batch(lineart, "lineart")
-        progress = bridge.Progress(steps * len(frames))
-        generator = torch.Generator("cpu").manual_seed(seed)  # frame i uses the i-th draw
+        if prepared is None:
+            prepared = [mn_lineart.from_drawing(frame, size=reference.size, fit=fit, polarity=lineart_polarity)
+                        for frame in bridge.image_batch(lineart, "lineart")]
+        if previous_frame and frames_per_call > 1:
+            raise ValueError("Colorize Sampler: previous_frame colours each frame after the one before it; set "
+                             "frames_per_call to 1")
+        progress = bridge.Progress(steps * len(prepared))  # one tick per step of every frame
         images, linearts = [], []
-        for frame in frames:
-            if prepared is None:
-                frame = mn_lineart.from_drawing(frame, size=reference.size, fit=fit, polarity=lineart_polarity)
-            result = model.colorize(reference, frame, points=points, steps=steps, guidance_ref=guidance_ref,
-                                    guidance_point=guidance_point, generator=generator, seed=seed,
-                                    observers=[progress])
+        for result in colorize_sequence(model, reference, prepared, points=points, steps=steps,
+                                        guidance_ref=guidance_ref, guidance_point=guidance_point, seed=seed,
+                                        same_noise=same_noise, previous_frame=previous_frame,
+                                        batch=frames_per_call, observers=[progress]):
             images.append(result.image)
             linearts.append(result.lineart)
         used = points.to_json() if points is not None else "null"

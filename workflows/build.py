@@ -47,20 +47,23 @@ def loader(id_, pos):
                  ("controlnet", "auto")], outputs=[("model", "MANGANINJA_MODEL")], title="Load MangaNinja")
 
 
-def reference_encode(id_, pos, model, image):
-    return Node(id_, "MangaNinjaReferenceEncode", pos, (315, 150),
-                [("size", 512), ("fit", "letterbox"), ("reference_seed", 0)],
-                [("model", "MANGANINJA_MODEL", model), ("reference", "IMAGE", image)],
+def reference_encode(id_, pos, model, image, more=(), combine="tile"):
+    extra = [(name, "IMAGE", src) for name, src in zip(("reference_2", "reference_3", "reference_4"),
+                                                        list(more) + [None] * 3)]
+    return Node(id_, "MangaNinjaReferenceEncode", pos, (315, 200),
+                [("size", 512), ("fit", "letterbox"), ("reference_seed", 0), ("combine", combine)],
+                [("model", "MANGANINJA_MODEL", model), ("reference", "IMAGE", image)] + extra,
                 [("reference", "MANGANINJA_REFERENCE")], title="Reference Encode")
 
 
-def sampler(id_, pos, model, reference, lineart=None, points=None, seed=0, prepared=None):
+def sampler(id_, pos, model, reference, lineart=None, points=None, seed=0, prepared=None, previous_frame=False):
     inputs = [("model", "MANGANINJA_MODEL", model), ("reference", "MANGANINJA_REFERENCE", reference),
               ("lineart", "IMAGE", lineart), ("prepared_lineart", "MANGANINJA_LINEART", prepared),
               ("points", "MANGANINJA_POINTS", points)]
     return Node(id_, "MangaNinjaColorizeSampler", pos, (315, 262),
                 [("steps", 50), ("seed", seed), SEED_CONTROL, ("guidance_ref", 9.0), ("guidance_point", 15.0),
-                 ("fit", "letterbox"), ("lineart_polarity", "auto")], inputs,
+                 ("fit", "letterbox"), ("lineart_polarity", "auto"), ("previous_frame", previous_frame),
+                 ("same_noise", False), ("frames_per_call", 1)], inputs,
                 [("image", "IMAGE"), ("lineart", "IMAGE")], title="Colorize Sampler")
 
 
@@ -127,8 +130,35 @@ def extract() -> list[Node]:
     ]
 
 
+def multi_reference() -> list[Node]:
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Reference 1 (coloured)"),
+        load_image(9, (40, 430), "manganinja_target.png", "Reference 2 (coloured)"),
+        load_image(2, (40, 800), "manganinja_lineart.png", "Line art"),
+        loader(3, (400, 60)),
+        reference_encode(4, (400, 290), (3, 0), (1, 0), more=[(9, 0)], combine="tile"),
+        sampler(5, (760, 60), (3, 0), (4, 0), (2, 0)),
+        save(6, (1120, 60), (5, 0), "manganinja_multi"),
+    ]
+
+
+def sequence() -> list[Node]:
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Keyframe reference (coloured)"),
+        load_image(2, (40, 430), "manganinja_lineart.png", "Frame 1 (line art)"),
+        load_image(3, (40, 800), "manganinja_frame2.png", "Frame 2 (line art)"),
+        Node(4, "ImageBatch", (400, 600), (210, 50), [], [("image1", "IMAGE", (2, 0)), ("image2", "IMAGE", (3, 0))],
+             [("IMAGE", "IMAGE")], title="Frames (in order)"),
+        loader(5, (400, 60)),
+        reference_encode(6, (400, 290), (5, 0), (1, 0)),
+        sampler(7, (760, 60), (5, 0), (6, 0), (4, 0), previous_frame=True),
+        save(8, (1120, 60), (7, 0), "manganinja_sequence"),
+    ]
+
+
 GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_batch": batch,
-          "manganinja_extract": extract}
+          "manganinja_extract": extract, "manganinja_multi_reference": multi_reference,
+          "manganinja_sequence": sequence}
 
 
 def to_api(nodes: list[Node]) -> dict:

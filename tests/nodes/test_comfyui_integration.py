@@ -124,7 +124,11 @@ def test_object_info_lists_the_five_nodes(server):
         assert info[cls]["display_name"] == display and info[cls]["category"] == "MangaNinja"
     sampler = info["MangaNinjaColorizeSampler"]["input"]
     assert set(sampler["required"]) == {"model", "reference", "steps", "seed", "guidance_ref",
-                                        "guidance_point", "fit", "lineart_polarity"}
+                                        "guidance_point", "fit", "lineart_polarity", "previous_frame", "same_noise",
+                                        "frames_per_call"}
+    encode = info["MangaNinjaReferenceEncode"]["input"]
+    assert encode["required"]["combine"][0] == ["tile", "bank"]
+    assert {k: v[0] for k, v in encode["optional"].items()} == {f"reference_{k}": "IMAGE" for k in (2, 3, 4)}
     assert sampler["optional"]["points"][0] == "MANGANINJA_POINTS"
     assert sampler["optional"]["lineart"][0] == "IMAGE"
     assert sampler["optional"]["prepared_lineart"][0] == "MANGANINJA_LINEART"
@@ -150,10 +154,11 @@ def test_api_workflow_runs_and_is_deterministic(server, name):
     first = client.run_prompt(api_workflow(name, seed=11, prefix=f"{name}_a"), timeout=600)
     TIMINGS[name] = time.perf_counter() - t0
     images = saved_images(server, first)
-    frames = 2 if name == "manganinja_batch" else 1
+    frames = 2 if name in ("manganinja_batch", "manganinja_sequence") else 1
     assert len(images) == frames
     expected_size = {"manganinja_basic": (140, 96), "manganinja_points": (140, 96), "manganinja_batch": (140, 96),
-                     "manganinja_extract": (160, 120)}[name]
+                     "manganinja_extract": (160, 120), "manganinja_multi_reference": (140, 96),
+                     "manganinja_sequence": (140, 96)}[name]
     for img in images:
         assert img.shape[:2] == expected_size
         assert img.std() > 2, "output is constant"

@@ -303,6 +303,61 @@ def test_extract_lineart_feeds_the_sampler_unchanged(pack, model, sample_images)
         sampler.sample(model, ref, 2, 7, 9.0, 15.0, "letterbox", "auto", prepared_lineart=small)
 
 
+def test_reference_encode_takes_several_references(pack, model, sample_images):
+    from PIL import Image
+
+    node = pack.nodes.reference.ReferenceEncode()
+    first = image_tensor(sample_images["reference"])
+    other = image_tensor(Image.new("RGB", (70, 150), (40, 200, 90)))  # another size: its own input
+    one = node.encode(model, first, 256, "letterbox", 0)[0]
+    for mode in ("tile", "bank"):
+        assert torch.equal(node.encode(model, first, 256, "letterbox", 0, combine=mode)[0].latents, one.latents)
+    tile = node.encode(model, first, 256, "letterbox", 0, combine="tile", reference_2=other)[0]
+    bank = node.encode(model, torch.cat([first, first]), 256, "letterbox", 0, combine="bank", reference_3=other)[0]
+    assert tile.squares == 1 and len(tile.sources) == 2
+    assert bank.squares == 3 and [s for s, _ in bank.sources] == [0, 1, 2]
+    assert bank.sources[2][1].source_size == (70, 150)
+    pts = pack.mn_core.points.parse({"pairs": [{"reference": [10, 10], "lineart": [10, 10], "reference_index": 3}]})
+    with pytest.raises(pack.mn_core.points.PointsError, match="reference_index 3 names a reference"):
+        pack.nodes.sampler.ColorizeSampler().sample(model, bank, 1, 0, 9.0, 15.0, "letterbox", "auto",
+                                                    lineart=image_tensor(sample_images["black_on_white"]),
+                                                    points=pts)
+
+
+def test_sampler_colours_a_batch_as_a_sequence(pack, model, sample_images, comfy_env):
+    import comfy.utils
+
+    from_core = pack.mn_core.sequence.colorize_sequence
+    ref = pack.nodes.reference.ReferenceEncode().encode(model, image_tensor(sample_images["reference"]), 256,
+                                                        "letterbox", 0)[0]
+    frames = torch.cat([image_tensor(sample_images["black_on_white"]), image_tensor(sample_images["white_on_black"]),
+                        image_tensor(sample_images["black_on_white"])])
+    sampler = pack.nodes.sampler.ColorizeSampler()
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview: seen.append((value, total)))
+    try:
+        chained = sampler.sample(model, ref, 2, 4, 9.0, 15.0, "letterbox", "auto", previous_frame=True,
+                                 lineart=frames)["result"][0]
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert seen == [(k, 6) for k in range(1, 7)]  # progress over all frames
+    arts = [pack.mn_core.lineart.from_drawing(f, size=256) for f in frames]
+    core = list(from_core(model, ref, arts, steps=2, seed=4, previous_frame=True))
+    for k, result in enumerate(core):
+        assert torch.equal(chained[k], torch.from_numpy(np.asarray(result.image, dtype=np.float32) / 255.0))
+    independent = sampler.sample(model, ref, 2, 4, 9.0, 15.0, "letterbox", "auto", lineart=frames)["result"][0]
+    assert torch.equal(independent[0], chained[0]) and not torch.equal(independent[1], chained[1])
+    batched = sampler.sample(model, ref, 2, 4, 9.0, 15.0, "letterbox", "auto", frames_per_call=3,
+                             lineart=frames)["result"][0]
+    assert (batched - independent).abs().max() <= 1 / 255 + 1e-6
+    same = sampler.sample(model, ref, 2, 4, 9.0, 15.0, "letterbox", "auto", same_noise=True,
+                          lineart=frames)["result"][0]
+    assert torch.equal(same[0], same[2])  # frames 0 and 2 are the same drawing
+    with pytest.raises(ValueError, match="set frames_per_call to 1"):
+        sampler.sample(model, ref, 2, 4, 9.0, 15.0, "letterbox", "auto", previous_frame=True, frames_per_call=2,
+                       lineart=frames)
+
+
 def test_missing_dependency_logs_one_line_and_registers_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import importlib.util, logging, sys
