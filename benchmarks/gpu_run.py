@@ -6,15 +6,14 @@ Full-size SD1.5-shaped networks with random weights are built directly on the GP
 default placement (only one phase's large networks on the GPU at a time) is used unless a line says otherwise.
 """
 
-import importlib.util
 import sys
 import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-spec = importlib.util.spec_from_file_location("bench", HERE / "bench.py")
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+sys.path.insert(0, str(HERE))  # the benchmark's modules sit beside this script
+
+import bench  # noqa: E402
 
 RUNS = [
     ["--precision", "fp16", "--size", "512", "--steps", "50", "--note", "fp16 512 50 steps"],

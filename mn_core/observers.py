@@ -10,8 +10,9 @@ Events:
 - ``on_step_end(step, steps, latents)``: after each DDIM step (1-based ``step``).
 - ``on_phase(phase, networks)``: the owner has placed a phase's networks (``networks``: name -> module), e.g. to
   attach torch forward hooks.
-- ``on_section(name, seconds)``: only for observers with ``wants_timings``; the pipeline then synchronises the
-  device around each section, so the seconds are the device's. Sections: ``encode_reference`` (containing
+- ``on_section(name, seconds)``: only for observers with ``wants_timings`` (True: every section; or a set of
+  section names); the pipeline then synchronises the device around those sections, so the seconds are the
+  device's. Sections: ``encode_reference`` (containing
   ``clip_vision``, ``vae_encode``, ``reference_unet``), ``extract_lineart``, ``colorize_prepare``, ``step`` (one
   per step; containing ``controlnet`` and ``unet``), ``decode``. Nobody asking for timings means no device sync.
 - ``on_value(name, value)``: only for observers with ``wants_values``; intermediate tensors copied to the CPU
@@ -57,31 +58,38 @@ class Hooks:
                 raise TypeError(f"observers must be mn_core.observers.Observer instances, got {type(o).__name__}")
         self.device = device
         self.timed = tuple(o for o in self.observers if o.wants_timings)
+        self._wanted: dict[str, tuple[Observer, ...]] = {}
         self.valued = tuple(o for o in self.observers if o.wants_values)
         self._lap = 0.0
 
+    def _timed_for(self, name: str) -> tuple[Observer, ...]:
+        if name not in self._wanted:
+            self._wanted[name] = tuple(o for o in self.timed if o.wants_timings is True or name in o.wants_timings)
+        return self._wanted[name]
+
     @contextmanager
     def section(self, name: str):
-        if not self.timed:
+        watchers = self._timed_for(name) if self.timed else ()
+        if not watchers:
             yield
             return
         t0 = synchronize(self.device)
         yield
-        self._report(name, synchronize(self.device) - t0)
+        seconds = synchronize(self.device) - t0
+        for o in watchers:
+            o.on_section(name, seconds)
 
     def start_laps(self) -> None:
         """Per-step sections: each lap runs from the previous lap's end (or from here) to :meth:`step_end`."""
-        if self.timed:
+        if self.timed and self._timed_for("step"):
             self._lap = synchronize(self.device)
 
-    def _report(self, name: str, seconds: float) -> None:
-        for o in self.timed:
-            o.on_section(name, seconds)
-
     def step_end(self, step: int, steps: int, latents: torch.Tensor) -> None:
-        if self.timed:
+        watchers = self._timed_for("step") if self.timed else ()
+        if watchers:
             now = synchronize(self.device)
-            self._report("step", now - self._lap)
+            for o in watchers:
+                o.on_section("step", now - self._lap)
             self._lap = now
         self.value("latents", lambda: latents.cpu())
         for o in self.observers:
@@ -112,9 +120,8 @@ class Progress(Observer):
 class Timings(Observer):
     """Seconds per section: ``totals[name]`` (summed), ``counts[name]``, and ``laps[name]`` (each occurrence)."""
 
-    wants_timings = True
-
-    def __init__(self):
+    def __init__(self, sections=None):
+        self.wants_timings = True if sections is None else frozenset(sections)
         self.laps: dict[str, list[float]] = {}
 
     def on_section(self, name, seconds):

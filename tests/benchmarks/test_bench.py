@@ -15,7 +15,7 @@ TIMINGS = ("model_load_s", "reference_encode_s", "lineart_s", "prepare_s", "once
 
 def test_bench_tiny(tmp_path):
     results = tmp_path / "results.jsonl"
-    proc = subprocess.run([sys.executable, "benchmarks/bench.py", "--tiny", "--compare-precisions",
+    proc = subprocess.run([sys.executable, "benchmarks/bench.py", "--tiny", "--compare-precisions", "--breakdown",
                            "--results", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -41,6 +41,10 @@ def test_bench_tiny(tmp_path):
     assert r["e2e_s"] >= r["once_per_image_s"]
     assert r["peak_rss_bytes"] >= r["peak_rss_after_build_bytes"] > 0
     assert set(r["phases"]) >= {"build", "encode_reference", "lineart", "steps", "decode"}
+    totals = r["breakdown"]["totals"]
+    assert {"controlnet", "unet", "reference_unet", "unet_attn1_reference", "vae_decoder", "clip_vision"} <= set(totals)
+    assert r["breakdown"]["counts"]["controlnet"] == 2 and r["breakdown"]["counts"]["unet"] == 2
+    assert "where the time goes" in out and "official" not in out
     for p in ("fp16", "bf16"):
         value = r["precision"][f"psnr_{p}_vs_fp32_db"]
         assert value == "inf" or value > 0
