@@ -48,3 +48,18 @@ def test_bench_tiny(tmp_path):
     for p in ("fp16", "bf16"):
         value = r["precision"][f"psnr_{p}_vs_fp32_db"]
         assert value == "inf" or value > 0
+
+
+def test_frames_benchmark_tiny(tmp_path):
+    """benchmarks/frames.py: frames/s with frames sharing network calls vs one by one, and their equality."""
+    results = tmp_path / "results.jsonl"
+    proc = subprocess.run([sys.executable, "benchmarks/frames.py", "--tiny", "--frames", "3", "--frames-per-call",
+                           "3", "--repeats", "1", "--results", str(results)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "frames/s" in proc.stdout and "speed-up" in proc.stdout
+    record = json.loads(results.read_text().splitlines()[0])
+    r = record["results"]
+    assert record["benchmark"] == "frames" and set(r) >= {"batch_1", "batch_3", "speedup", "max_latent_diff"}
+    assert r["max_latent_diff"] < 1e-3 and r["max_image_diff"] <= 1  # batched frames equal frame-by-frame ones
+    assert r["batch_3"]["peak_memory_bytes"] > 0 and len(r["batch_1"]["seconds"]) == 1
