@@ -1,4 +1,4 @@
-"""Command line: ``python -m mn_core {colorize,parity,download} ...`` (see ``--help`` of each)."""
+"""Command line: ``python -m mn_core {colorize,sequence,parity,download} ...`` (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,30 @@ import logging
 import sys
 from pathlib import Path
 
-from .choices import FIT_MODES, POLARITIES, PRECISIONS
+from .choices import FIT_MODES, MULTI_REFERENCE_MODES, POLARITIES, PRECISIONS
 
 EXAMPLES = """\
 examples:
   python -m mn_core colorize --models checkpoints --download --reference ref.png --lineart page.png --out out.png
   python -m mn_core colorize --models checkpoints --reference ref.png --lineart frame.jpg --extract \\
       --points points.json --steps 30 --seed 7 --out coloured.png
+  python -m mn_core colorize --models checkpoints --reference a.png --reference b.png --multi-reference bank \
+      --lineart page.png --out out.png
+  python -m mn_core sequence --models checkpoints --reference key.png --frames shot.mp4 --previous-frame \
+      --out coloured_frames/
   python -m mn_core parity ../shared/manganinja/fixtures/cases/extract_points
 """
 
 POINTS_HELP = """JSON file of matched points, in pixels of the original images:
 {"pairs": [{"reference": [x, y], "lineart": [x, y]}, ...]} (at most 24 pairs; optional "reference_size" /
 "lineart_size": [w, h] are checked against the images). The ComfyUI Point Editor writes the same format."""
+
+
+MULTI_HELP = """how several references are combined: tile lays them out in one processing square (the input the
+model was trained on, fewer pixels each; default), bank encodes each at full size side by side in the attention
+bank (CLIP context: their mean). With one reference both are the same."""
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class CliError(Exception):
@@ -58,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "colorization (independent implementation of the official inference).",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log loading and download details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,parity,download}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,sequence,parity,download}")
 
     c = sub.add_parser("colorize", help="colour a line art from a reference image",
                        description="Colour a line art with the colours of a reference image.")
@@ -66,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
     c.add_argument("--download", action="store_true",
                    help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
-    c.add_argument("--reference", required=True, type=Path, metavar="REF", help="coloured reference image")
+    c.add_argument("--reference", required=True, type=Path, action="append", metavar="REF",
+                   help="coloured reference image; repeat for several references (see --multi-reference)")
+    c.add_argument("--multi-reference", choices=MULTI_REFERENCE_MODES, default="tile", help=MULTI_HELP)
     c.add_argument("--lineart", required=True, type=Path, metavar="IMG",
                    help="line art (white on black or black on white), or with --extract any colour/grey image")
     c.add_argument("--extract", action="store_true",
@@ -89,6 +102,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the guidance rows one at a time: less activation memory, same output, slower")
     c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
     c.add_argument("--lineart-out", type=Path, metavar="PATH", help="also write the line art that was used")
+
+    q = sub.add_parser("sequence", help="colour the frames of a folder or video with one (or more) references",
+                       description="Colour an ordered list of frames (image files sorted by name, or the frames "
+                                   "of a video) with the colours of the reference(s); each frame is written to "
+                                   "OUT_DIR as soon as it is done.")
+    q.add_argument("--models", required=True, type=Path, metavar="DIR",
+                   help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
+    q.add_argument("--download", action="store_true",
+                   help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
+    q.add_argument("--reference", required=True, type=Path, action="append", metavar="REF",
+                   help="coloured reference (keyframe) image; repeat for several references")
+    q.add_argument("--multi-reference", choices=MULTI_REFERENCE_MODES, default="tile", help=MULTI_HELP)
+    q.add_argument("--frames", required=True, type=Path, metavar="DIR_OR_VIDEO",
+                   help="a folder of line-art frames (image files, in name order) or a video file (needs PyAV)")
+    q.add_argument("--out", required=True, type=Path, metavar="OUT_DIR",
+                   help="folder for the coloured frames: <frame name>.png (video: frame_00000.png, ...)")
+    q.add_argument("--previous-frame", action="store_true",
+                   help="colour each frame with the reference(s) and the coloured frame before it (steadier "
+                        "colours along a shot; frames are then coloured one at a time)")
+    q.add_argument("--same-noise", action="store_true",
+                   help="give every frame the initial noise of frame 0 (less flicker on still parts)")
+    q.add_argument("--batch", type=_positive_int, default=1,
+                   help="frames sampled together in one network call per step (default 1; not with "
+                        "--previous-frame)")
+    q.add_argument("--polarity", choices=POLARITIES, default="auto",
+                   help="how the frames are drawn (default: auto-detect from the background, per frame)")
+    q.add_argument("--points", type=Path, metavar="FILE.json",
+                   help=POINTS_HELP + " The same points are used for every frame.")
+    q.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
+    q.add_argument("--guidance-ref", type=_finite, default=9.0,
+                   help="reference guidance scale (default 9; values <= 1 are allowed)")
+    q.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
+    q.add_argument("--seed", type=int, default=0,
+                   help="random seed (default 0); each frame's noise comes from (seed, frame number)")
+    q.add_argument("--fit", choices=FIT_MODES, default="letterbox",
+                   help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
+    q.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
+    q.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: fp16 on GPUs, fp32 on CPU")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    q.add_argument("--low-memory", action="store_true",
+                   help="run the guidance rows one at a time: less activation memory, same output, slower")
 
     p = sub.add_parser("parity", help="run a fixture case of the official code and compare every array",
                        description="Run one parity fixture case (or every case under a fixtures folder) and "
@@ -122,32 +177,47 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
 
 
-def cmd_colorize(args) -> int:
-    from .lineart import from_drawing
-    from .observers import Progress
-    from .pipeline import MangaNinja
+def _read_points(path: Path | None):
     from .points import NO_POINTS, parse
 
-    reference = _open_image(args.reference, "--reference")
-    drawing = _open_image(args.lineart, "--lineart")
-    points = NO_POINTS
-    if args.points is not None:
-        if not args.points.is_file():
-            raise CliError(f"--points {args.points}: file not found")
-        points = parse(args.points.read_text(encoding="utf-8"))
-    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
-        raise CliError(f"--out {args.out}: use an image extension such as .png")
+    if path is None:
+        return NO_POINTS
+    if not path.is_file():
+        raise CliError(f"--points {path}: file not found")
+    return parse(path.read_text(encoding="utf-8"))
+
+
+def _load(args):
+    from .pipeline import MangaNinja
 
     def download_progress(role, done, total):
         if done == total:
             print(f"downloaded {role} ({done / 1e6:.1f} MB)", file=sys.stderr)
 
-    mn = MangaNinja.from_folder(args.models, device=args.device, precision=args.precision, download=args.download,
-                                progress=download_progress, sequential_rows=args.low_memory)
+    return MangaNinja.from_folder(args.models, device=args.device, precision=args.precision,
+                                  download=args.download, progress=download_progress,
+                                  sequential_rows=args.low_memory)
+
+
+def cmd_colorize(args) -> int:
+    from .lineart import from_drawing
+    from .observers import Progress
+
+    references = [_open_image(path, "--reference") for path in args.reference]
+    drawing = _open_image(args.lineart, "--lineart")
+    points = _read_points(args.points)
+    if args.out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CliError(f"--out {args.out}: use an image extension such as .png")
+
+    mn = _load(args)
     import torch
 
     generator = torch.Generator("cpu").manual_seed(args.seed)  # draw 1: reference noise, draw 2: initial latents
-    ref = mn.encode_reference(reference, size=args.size, fit=args.fit, generator=generator, seed=args.seed)
+    if len(references) == 1:
+        ref = mn.encode_reference(references[0], size=args.size, fit=args.fit, generator=generator, seed=args.seed)
+    else:
+        ref = mn.encode_references(references, mode=args.multi_reference, size=args.size, fit=args.fit,
+                                   generator=generator, seed=args.seed)
     if args.extract:
         lineart = mn.extract_lineart(drawing, size=args.size, fit=args.fit)
     else:
@@ -172,6 +242,80 @@ def cmd_colorize(args) -> int:
         args.lineart_out.parent.mkdir(parents=True, exist_ok=True)
         result.lineart.save(args.lineart_out)
     print(f"wrote {args.out} ({result.image.width}x{result.image.height}, seed {result.seed})")
+    return 0
+
+
+def _frame_source(path: Path):
+    """(output names, lazy iterator of PIL frames, count or None) for a folder of images or a video file."""
+    if path.is_dir():
+        files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+                       key=lambda f: f.name)
+        if not files:
+            raise CliError(f"--frames {path}: no image files here ({', '.join(IMAGE_SUFFIXES)})")
+        names = [f.stem + ".png" for f in files]
+        seen: dict[str, Path] = {}
+        for f, name in zip(files, names):
+            if name in seen:
+                raise CliError(f"--frames {path}: {seen[name].name} and {f.name} would both be written as {name}")
+            seen[name] = f
+        return names, (_open_image(f, "--frames") for f in files), len(files)
+    if not path.is_file():
+        raise CliError(f"--frames {path}: no such folder or video file")
+    try:
+        import av
+    except ImportError:
+        raise CliError(f"--frames {path}: reading video needs PyAV: pip install av") from None
+    try:
+        container = av.open(str(path))
+        if not container.streams.video:
+            container.close()
+            raise CliError(f"--frames {path}: no video stream in this file")
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise CliError(f"--frames {path}: not a readable video ({e})") from None
+    stream = container.streams.video[0]
+    count = stream.frames or None
+
+    def frames():
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_image()
+        except av.FFmpegError as e:
+            raise CliError(f"--frames {path}: video decoding failed ({e})") from None
+        finally:
+            container.close()
+
+    names = (f"frame_{k:05d}.png" for k in range(10**9))
+    return names, frames(), count
+
+
+def cmd_sequence(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .sequence import colorize_sequence
+
+    if args.batch > 1 and args.previous_frame:
+        raise CliError(f"--batch {args.batch} with --previous-frame: each frame needs the coloured one before it, "
+                       "use --batch 1")
+    references = [_open_image(path, "--reference") for path in args.reference]
+    points = _read_points(args.points)
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: exists and is not a folder")
+    names, frames, count = _frame_source(args.frames)
+    mn = _load(args)
+    ref = mn.encode_references(references, mode=args.multi_reference, size=args.size, fit=args.fit, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = colorize_sequence(mn, ref, frames, points=points, steps=args.steps, guidance_ref=args.guidance_ref,
+                                guidance_point=args.guidance_point, seed=args.seed, same_noise=args.same_noise,
+                                previous_frame=args.previous_frame, batch=args.batch, polarity=args.polarity)
+    written = 0
+    with tqdm(total=count, desc="sequence", unit="frame", file=sys.stderr) as bar:
+        for name, result in zip(names, results):
+            result.image.save(args.out / name)
+            written += 1
+            bar.update(1)
+    if not written:
+        raise CliError(f"--frames {args.frames}: the video has no frames")
+    print(f"wrote {written} frame{'s' if written != 1 else ''} to {args.out} (seed {args.seed})")
     return 0
 
 
@@ -211,7 +355,7 @@ def main(argv=None) -> int:
     from .loading import CheckpointError
     from .points import PointsError
 
-    handlers = {"colorize": cmd_colorize, "parity": cmd_parity, "download": cmd_download}
+    handlers = {"colorize": cmd_colorize, "sequence": cmd_sequence, "parity": cmd_parity, "download": cmd_download}
     try:
         return handlers[args.command](args)
     except (CliError, CheckpointError, ImageError, PointsError, DownloadError, ValueError, OSError) as e:
