@@ -37,9 +37,7 @@ random weights), run.py (one run, the precision check), report.py (environment, 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -62,7 +60,7 @@ from mn_core.choices import FIT_MODES, PRECISIONS  # noqa: E402
 from mn_core.loading import module_bytes  # noqa: E402
 from mn_core.pipeline import MangaNinja  # noqa: E402
 from mn_core.placement import resolve_device, resolve_precision  # noqa: E402
-from report import _jsonable, device_name, git_commit, machine_info, print_table, versions  # noqa: E402
+from report import append_record, make_record, print_table  # noqa: E402
 from run import compare_precisions, run_pipeline  # noqa: E402
 
 DEFAULT_CACHE = HERE / ".cache" / "sd15-random"
@@ -261,23 +259,11 @@ def main(argv=None) -> int:
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if k not in ("offload_flag",)}
     params.update(models_kind=kind, precision_resolved=precision, device_resolved=str(device))
-    record = {
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "device": {"type": device.type, "name": device_name(device)},
-        "versions": versions(),
-        "threads": torch.get_num_threads(),
-        "load_average_1min_before": load_before[0] if load_before else None,
-        "git_commit": git_commit(),
-        "params": params,
-        "results": numbers,
-    }
+    record = make_record(device, params, numbers,
+                         load_average_1min_before=load_before[0] if load_before else None)
     print_table(record)
     if not args.no_save:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.results, "a") as f:
-            f.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
-        print(f"appended to {args.results}")
+        append_record(args.results, record)
     return 0
 
 

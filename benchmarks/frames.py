@@ -13,8 +13,6 @@ the batched frames from the frame-by-frame ones. Appends one JSON line to benchm
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import statistics
 import sys
 import tempfile
@@ -35,7 +33,7 @@ from measure import RssSampler  # noqa: E402
 from mn_core import MangaNinja, lineart_from_drawing, synthetic  # noqa: E402
 from mn_core.placement import resolve_device, resolve_precision  # noqa: E402
 from mn_core.sequence import colorize_sequence  # noqa: E402
-from report import _jsonable, device_name, git_commit, machine_info, versions  # noqa: E402
+from report import append_record, device_name, make_record  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,16 +118,12 @@ def main(argv=None) -> int:
         print(f"{b:>16}{n['frames_per_s']:>11.3f}{n['peak_memory_bytes'] / 1e9:>26.2f}")
     print(f"speed-up {speedup:.2f}x; batched vs frame by frame: latents max |diff| {latent_diff:.2e}, "
           f"8-bit images max diff {diff:.0f} level(s)")
-    record = {"timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "benchmark": "frames",
-              "machine": machine_info(), "device": {"type": device.type, "name": device_name(device)},
-              "versions": versions(), "threads": torch.get_num_threads(), "git_commit": git_commit(),
-              "params": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "size": size,
-                         "models_kind": kind},
-              "results": {**numbers, "speedup": speedup, "max_latent_diff": latent_diff, "max_image_diff": diff}}
+    params = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "size": size,
+              "models_kind": kind}
+    record = make_record(device, params, {**numbers, "speedup": speedup, "max_latent_diff": latent_diff,
+                                          "max_image_diff": diff}, benchmark="frames")
     if not args.no_save:
-        with open(args.results, "a") as f:
-            f.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
-        print(f"appended to {args.results}")
+        append_record(args.results, record)
     return 0
 
 

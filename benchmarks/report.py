@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -182,3 +183,19 @@ def _jsonable(o):
     return o
 
 
+def make_record(device: torch.device, params: dict, results: dict, **extra) -> dict:
+    """One results line: when, on what (machine, device, versions, threads, commit), with what, and the numbers."""
+    import datetime
+
+    return {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra,
+            "machine": machine_info(), "device": {"type": device.type, "name": device_name(device)},
+            "versions": versions(), "threads": torch.get_num_threads(), "git_commit": git_commit(),
+            "params": params, "results": results}
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append ``record`` to a JSON-lines file (plain JSON, see :func:`_jsonable`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+    print(f"appended to {path}")

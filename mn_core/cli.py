@@ -64,6 +64,26 @@ def _finite(text: str) -> float:
     return value
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options ``colorize`` and ``sequence`` share: the models, the sampler and where it runs."""
+    p.add_argument("--models", required=True, type=Path, metavar="DIR",
+                   help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
+    p.add_argument("--download", action="store_true",
+                   help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--guidance-ref", type=_finite, default=9.0,
+                   help="reference guidance scale (default 9; values <= 1 are allowed)")
+    p.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
+    p.add_argument("--fit", choices=FIT_MODES, default="letterbox",
+                   help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
+    p.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: fp16 on GPUs, fp32 on CPU")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--low-memory", action="store_true",
+                   help="run the guidance rows one at a time: less activation memory, same output, slower")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mn_core", description="MangaNinja reference-based line-art "
                                      "colorization (independent implementation of the official inference).",
@@ -73,10 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("colorize", help="colour a line art from a reference image",
                        description="Colour a line art with the colours of a reference image.")
-    c.add_argument("--models", required=True, type=Path, metavar="DIR",
-                   help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
-    c.add_argument("--download", action="store_true",
-                   help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
     c.add_argument("--reference", required=True, type=Path, action="append", metavar="REF",
                    help="coloured reference image; repeat for several references (see --multi-reference)")
     c.add_argument("--multi-reference", choices=MULTI_REFERENCE_MODES, default="tile", help=MULTI_HELP)
@@ -87,19 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--polarity", choices=POLARITIES, default="auto",
                    help="how the given line art is drawn (default: auto-detect from the background)")
     c.add_argument("--points", type=Path, metavar="FILE.json", help=POINTS_HELP)
-    c.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
-    c.add_argument("--guidance-ref", type=_finite, default=9.0,
-                   help="reference guidance scale (default 9; values <= 1 are allowed)")
-    c.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
     c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    c.add_argument("--fit", choices=FIT_MODES, default="letterbox",
-                   help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
-    c.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
-    c.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: fp16 on GPUs, fp32 on CPU")
-    c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    c.add_argument("--low-memory", action="store_true",
-                   help="run the guidance rows one at a time: less activation memory, same output, slower")
+    _add_run_options(c)
     c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
     c.add_argument("--lineart-out", type=Path, metavar="PATH", help="also write the line art that was used")
 
@@ -107,10 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Colour an ordered list of frames (image files sorted by name, or the frames "
                                    "of a video) with the colours of the reference(s); each frame is written to "
                                    "OUT_DIR as soon as it is done.")
-    q.add_argument("--models", required=True, type=Path, metavar="DIR",
-                   help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
-    q.add_argument("--download", action="store_true",
-                   help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
     q.add_argument("--reference", required=True, type=Path, action="append", metavar="REF",
                    help="coloured reference (keyframe) image; repeat for several references")
     q.add_argument("--multi-reference", choices=MULTI_REFERENCE_MODES, default="tile", help=MULTI_HELP)
@@ -130,20 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the frames are drawn (default: auto-detect from the background, per frame)")
     q.add_argument("--points", type=Path, metavar="FILE.json",
                    help=POINTS_HELP + " The same points are used for every frame.")
-    q.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
-    q.add_argument("--guidance-ref", type=_finite, default=9.0,
-                   help="reference guidance scale (default 9; values <= 1 are allowed)")
-    q.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
     q.add_argument("--seed", type=int, default=0,
                    help="random seed (default 0); each frame's noise comes from (seed, frame number)")
-    q.add_argument("--fit", choices=FIT_MODES, default="letterbox",
-                   help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
-    q.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
-    q.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: fp16 on GPUs, fp32 on CPU")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    q.add_argument("--low-memory", action="store_true",
-                   help="run the guidance rows one at a time: less activation memory, same output, slower")
+    _add_run_options(q)
 
     p = sub.add_parser("parity", help="run a fixture case of the official code and compare every array",
                        description="Run one parity fixture case (or every case under a fixtures folder) and "

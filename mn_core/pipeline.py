@@ -43,9 +43,6 @@ log = logging.getLogger("mn_core")
 LATENT_SCALE = 0.18215  # hard-coded by the official pipeline (not read from the VAE config)
 
 
-COMBINE_MODES = MULTI_REFERENCE_MODES
-
-
 @dataclass
 class Reference:
     """One or several reference images encoded once; reusable for any number of line arts (on any device).
@@ -203,12 +200,12 @@ class MangaNinja:
         square, in order; injected ``noise`` is (S, 4, h, w).
         """
         check_size(size)
-        if mode not in COMBINE_MODES:
-            raise ValueError(f"mode must be {' or '.join(COMBINE_MODES)}, got {mode!r}")
+        if mode not in MULTI_REFERENCE_MODES:
+            raise ValueError(f"mode must be {' or '.join(MULTI_REFERENCE_MODES)}, got {mode!r}")
         images = list(images)
         if not images:
             raise ValueError("no reference image given: connect at least one")
-        pils = [to_pil(img, what=f"reference {k}" if len(images) > 1 else "reference").convert("RGB")
+        pils = [to_pil(img, what=f"reference {k + 1}" if len(images) > 1 else "reference").convert("RGB")
                 for k, img in enumerate(images)]
         if len(pils) == 1:
             fits = [Fit(fit, pils[0].size, size)]
