@@ -109,6 +109,7 @@ export function viewURL({ filename, subfolder = "", type = "input" }) {
 
 // The node feeding `inputName`, through legacy reroutes; null when not connected.
 export function upstreamNode(node, inputName) {
+  if (!inputName) return null;
   const slot = node.findInputSlot(inputName);
   if (slot < 0 || node.inputs[slot].link == null) return null;
   let origin = node.getInputNode(slot);

@@ -5,6 +5,14 @@
 //   {"reference_size": [W, H], "lineart_size": [W, H], "pairs": [{"reference": [x, y], "lineart": [x, y]}, ...]}
 // The editor only reads and writes that value; nothing is kept in the server.
 //
+// Several references (inputs reference_2..4, or a batch on `reference`; numbered as Reference Encode numbers them):
+// a selector in the toolbar picks the reference shown on the left; new pairs belong to it and are written with
+// "reference_index": k (0-based, only when k > 0), and "reference_size" becomes a list with one [W, H] (or null) per
+// reference once a pair names a reference after the first. The left panel shows the pairs of the selected reference
+// only; the line art shows every pair (those of other references fainter). The references offered are the
+// connected inputs (one image each), or, when the last run reported a different number (a batch on an input), the
+// images of that run.
+//
 // Images: the connected inputs' previews (an upstream LoadImage's file, or any upstream node's `imgs`), else the
 // raw images this node sent back in its last run (ui `mn_sources`). js/editor_canvas.js (the canvas, image panels,
 // geometry and event plumbing) follows them; this file holds the point pairs, their undo and drawing.
@@ -37,6 +45,8 @@ const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4
 const SIDES = ["reference", "lineart"];
 const LABELS = { reference: "Reference", lineart: "Line art" };
 const COORDINATE_INPUTS = ["reference_coordinates", "lineart_coordinates"];
+const REFERENCE_INPUTS = ["reference", "reference_2", "reference_3", "reference_4"]; // nodes/reference.py order
+const OTHER_REFERENCE_ALPHA = 0.4; // line-art points of pairs on another reference
 const POINT_RADIUS = 6; // CSS px
 const HIT_RADIUS = 10;
 
@@ -51,20 +61,29 @@ function parsePoints(text) {
   } catch {
     return null;
   }
-  const out = { reference_size: null, lineart_size: null, pairs: [] };
+  const out = { reference_size: null, lineart_size: null, pairs: [] }; // reference_size: one entry per reference
   if (obj && !Array.isArray(obj) && typeof obj === "object") {
-    if (isSize(obj.reference_size)) out.reference_size = [...obj.reference_size];
+    if (isSize(obj.reference_size)) out.reference_size = [[...obj.reference_size]];
+    else if (Array.isArray(obj.reference_size)) {
+      if (!obj.reference_size.every((v) => v === null || isSize(v))) return null;
+      out.reference_size = obj.reference_size.map((v) => (v ? [...v] : null));
+    }
     if (isSize(obj.lineart_size)) out.lineart_size = [...obj.lineart_size];
     obj = obj.pairs ?? [];
   }
   if (!Array.isArray(obj)) return null;
   for (const item of obj) {
     const [r, l] = Array.isArray(item) ? item : [item?.reference, item?.lineart];
-    if (!isXY(r) || !isXY(l)) return null;
-    out.pairs.push({ reference: [...r], lineart: [...l] });
+    const index = Array.isArray(item) ? 0 : item?.reference_index ?? 0;
+    if (!isXY(r) || !isXY(l) || !Number.isInteger(index) || index < 0) return null;
+    out.pairs.push({ reference: [...r], lineart: [...l], reference_index: index });
   }
   return out;
 }
+
+// Pairs as the JSON writes them: reference_index only when it is not 0.
+const jsonPairs = (pairs) => pairs.map((p) => ({ reference: [...p.reference], lineart: [...p.lineart],
+                                                 ...(p.reference_index ? { reference_index: p.reference_index } : {}) }));
 
 const sameXY = (a, b) => Math.floor(a[0]) === Math.floor(b[0]) && Math.floor(a[1]) === Math.floor(b[1]);
 
@@ -78,8 +97,10 @@ class PointEditor extends EditorCanvas {
       panels: SIDES.map((side) => ({ key: side, label: LABELS[side] })),
     });
     this.widget = widget;
-    this.pairs = []; // [{reference: [x, y], lineart: [x, y]}] in original image pixels
-    this.storedSizes = { reference: null, lineart: null }; // sizes recorded in the widget value
+    this.pairs = []; // [{reference: [x, y], lineart: [x, y], reference_index: k}] in original image pixels
+    this.storedSizes = { reference: [], lineart: null }; // sizes recorded in the widget value (one per reference)
+    this.selected = 0; // the reference shown on the left, which new pairs belong to
+    this.runReferences = []; // URLs of every reference of the last run (ui mn_reference_sources)
     this.pending = null; // {side, xy}: the first half of the next pair
     this.history = []; // undo snapshots
     this.runSources = { reference: null, lineart: null }; // from the last execution's ui.mn_sources
@@ -88,6 +109,15 @@ class PointEditor extends EditorCanvas {
     this.lastText = null;
     this.addButton("Undo", "Undo the last change (Ctrl+Z while the editor has focus)", () => this.undo());
     this.addButton("Clear", "Remove all pairs", () => this.clear());
+    this.selector = document.createElement("select");
+    this.selector.className = "mn-reference-select";
+    this.selector.title = "The reference shown on the left: new pairs belong to it";
+    Object.assign(this.selector.style, { font: "12px sans-serif", display: "none",
+                                         background: "var(--comfy-input-bg, #333)", color: "var(--input-text, #ddd)",
+                                         border: "1px solid var(--border-color, #555)", borderRadius: "4px" });
+    for (const name of ["pointerdown", "keydown"]) this.selector.addEventListener(name, (e) => e.stopPropagation());
+    this.selector.addEventListener("change", () => this.selectReference(Number(this.selector.value)));
+    this.bar.insertBefore(this.selector, this.status);
     // a value set from outside (a script, another extension); our own commits are recognised by lastText
     this.unwatchValue = watchWidgetValue(widget, () => this.refresh());
     node.setSize([Math.max(node.size[0], 560), Math.max(node.size[1], 420)]);
@@ -102,7 +132,7 @@ class PointEditor extends EditorCanvas {
     const parsed = parsePoints(text);
     this.invalid = parsed === null;
     this.pairs = parsed?.pairs ?? [];
-    this.storedSizes = { reference: parsed?.reference_size ?? null, lineart: parsed?.lineart_size ?? null };
+    this.storedSizes = { reference: parsed?.reference_size ?? [], lineart: parsed?.lineart_size ?? null };
     this.pending = null;
     this.history = [];
     this.draw();
@@ -111,13 +141,17 @@ class PointEditor extends EditorCanvas {
   commit() {
     const out = {};
     if (this.pairs.length) {
-      for (const side of SIDES) {
-        const size = this.imageSize(side) ?? this.storedSizes[side];
-        if (size) out[`${side}_size`] = size;
-        this.storedSizes[side] = size;
-      }
+      const count = Math.max(...this.pairs.map((p) => p.reference_index)) + 1;
+      const sizes = Array.from({ length: Math.max(count, this.storedSizes.reference.length) }, (_, k) =>
+        (k === this.selected ? this.imageSize("reference") : null) ?? this.storedSizes.reference[k] ?? null);
+      this.storedSizes.reference = sizes;
+      if (count > 1) out.reference_size = sizes.slice(0, count);
+      else if (sizes[0]) out.reference_size = sizes[0];
+      const line = this.imageSize("lineart") ?? this.storedSizes.lineart;
+      if (line) out.lineart_size = line;
+      this.storedSizes.lineart = line;
     }
-    out.pairs = this.pairs.map((p) => ({ reference: [...p.reference], lineart: [...p.lineart] }));
+    out.pairs = jsonPairs(this.pairs);
     const text = JSON.stringify(out);
     this.lastText = text;
     this.notice = null; // a message lasts until the next change (or 4 s)
@@ -150,8 +184,9 @@ class PointEditor extends EditorCanvas {
     this.commit();
   }
 
-  getPoints() {
-    return parsePoints(String(this.widget.value ?? ""));
+  getPoints() { // the widget value, read as the editor reads it (sizes: one per reference)
+    const parsed = parsePoints(String(this.widget.value ?? ""));
+    return parsed && { ...parsed, pairs: jsonPairs(parsed.pairs) };
   }
 
   // ---- inputs -------------------------------------------------------------------------------------------------
@@ -164,26 +199,77 @@ class PointEditor extends EditorCanvas {
     if (Array.isArray(sources) && sources.length === 2) {
       this.runSources = { reference: viewURL(sources[0]), lineart: viewURL(sources[1]) };
     }
+    const references = message?.mn_reference_sources;
+    this.runReferences = Array.isArray(references) ? references.map(viewURL) : [];
     this.runPoints = message?.mn_points?.[0] ? parsePoints(message.mn_points[0]) : null;
     this.refresh();
   }
 
   fallbackImageURL(side) {
+    if (side === "reference") return this.referenceChoices()[this.selected]?.url ?? null;
     return this.runSources[side];
+  }
+
+  // ---- several references -------------------------------------------------------------------------------------
+  // [{input} or {url}] in Reference Encode's order, at least one per reference the pairs name.
+  referenceChoices() {
+    const connected = REFERENCE_INPUTS.filter((name) => this.node.inputs?.find((i) => i.name === name)?.link != null);
+    let choices = connected.map((input, k) => ({ input, url: k === 0 ? this.runSources.reference : null }));
+    if (this.runReferences.length && this.runReferences.length !== connected.length) {
+      choices = this.runReferences.map((url) => ({ url })); // a batch on an input: the run's images
+    }
+    const named = Math.max(0, ...this.pairs.map((p) => p.reference_index + 1));
+    while (choices.length < Math.max(1, named)) choices.push({ missing: true });
+    return choices;
+  }
+
+  selectReference(k) {
+    if (k === this.selected) return;
+    if (this.pending?.side === "reference") { // a half pair on the other reference
+      this.remember();
+      this.pending = null;
+    }
+    this.selected = k;
+    this.refresh();
+  }
+
+  // The selector and the left panel follow the references there are.
+  syncReferences() {
+    const choices = this.referenceChoices();
+    if (this.selected >= choices.length) this.selected = 0;
+    const several = choices.length > 1;
+    const labels = choices.map((c, k) => `Reference ${k + 1}${c.missing ? " (not connected)" : ""}`);
+    if (this.selector.options.length !== choices.length ||
+        labels.some((label, k) => this.selector.options[k].textContent !== label)) {
+      this.selector.replaceChildren(...labels.map((label, k) => new Option(label, String(k))));
+    }
+    this.selector.value = String(this.selected);
+    this.selector.style.display = several ? "" : "none";
+    const panel = this.panels.find((p) => p.key === "reference");
+    panel.input = choices[this.selected]?.input ?? null;
+    panel.label = several ? labels[this.selected] : LABELS.reference;
   }
 
   // Picks up changes made elsewhere: a loaded/pasted workflow or a value set from outside, then the images.
   refresh() {
     if (!this.widget) return; // during the base constructor
     if (String(this.widget.value ?? "") !== this.lastText) this.loadFromWidget();
+    this.syncReferences();
     super.refresh();
+  }
+
+  onSelected(pair) { // the pair's reference is the one shown
+    return pair.reference_index === this.selected;
   }
 
   mismatch() {
     for (const side of SIDES) {
-      const [stored, actual] = [this.storedSizes[side], this.imageSize(side)];
-      if (this.pairs.length && stored && actual && (stored[0] !== actual[0] || stored[1] !== actual[1])) {
-        return `The points were placed on a ${stored[0]}x${stored[1]} ${LABELS[side].toLowerCase()}, but this one ` +
+      const mine = side === "reference" ? this.pairs.filter((p) => this.onSelected(p)) : this.pairs;
+      const stored = side === "reference" ? this.storedSizes.reference[this.selected] : this.storedSizes.lineart;
+      const actual = this.imageSize(side);
+      if (mine.length && stored && actual && (stored[0] !== actual[0] || stored[1] !== actual[1])) {
+        const what = side === "reference" ? this.panels[0].label.toLowerCase() : LABELS[side].toLowerCase();
+        return `The points were placed on a ${stored[0]}x${stored[1]} ${what}, but this one ` +
                `is ${actual[0]}x${actual[1]}: Clear to place them again.`;
       }
     }
@@ -200,7 +286,9 @@ class PointEditor extends EditorCanvas {
       const d = Math.hypot(px - lx, py - ly);
       if (d <= HIT_RADIUS && (!best || d < best.d)) best = { side, index, d };
     };
-    this.pairs.forEach((pair, k) => SIDES.forEach((side) => consider(side, pair[side], k)));
+    this.pairs.forEach((pair, k) => SIDES.forEach((side) => {
+      if (side === "lineart" || this.onSelected(pair)) consider(side, pair[side], k);
+    }));
     if (this.pending) consider(this.pending.side, this.pending.xy, -1);
     return best;
   }
@@ -209,8 +297,9 @@ class PointEditor extends EditorCanvas {
     return hit.index < 0 ? this.pending.xy : this.pairs[hit.index][hit.side];
   }
 
-  usedBy(side, xy, except = null) { // index of another pair using this pixel on `side`, else -1
-    return this.pairs.findIndex((p, k) => k !== except && sameXY(p[side], xy));
+  usedBy(side, xy, except = null) { // index of another pair using this pixel on `side` (same reference), else -1
+    return this.pairs.findIndex((p, k) => k !== except && (side === "lineart" || this.onSelected(p)) &&
+                                          sameXY(p[side], xy));
   }
 
   // ---- interaction ----------------------------------------------------------------------------------------------
@@ -272,7 +361,7 @@ class PointEditor extends EditorCanvas {
     if (clash >= 0) return this.flash(`Pair ${clash + 1} already uses that ${LABELS[side].toLowerCase()} pixel.`);
     if (this.pending && this.pending.side === other) {
       this.remember();
-      this.pairs.push({ [side]: xy, [other]: this.pending.xy });
+      this.pairs.push({ [side]: xy, [other]: this.pending.xy, reference_index: this.selected });
       this.pending = null;
       return this.commit();
     }
@@ -315,7 +404,8 @@ class PointEditor extends EditorCanvas {
     if (this.invalid) return "The points value is not valid JSON; Clear to start again.";
     if (!this.isReady()) return "Connect the reference and the line art (or run the workflow once).";
     return this.mismatch() ?? (this.pending
-      ? `Pair ${n + 1}: now click the ${this.pending.side === "reference" ? "line art" : "reference"}.`
+      ? `Pair ${n + 1}: now click the ${this.pending.side === "reference" ? "line art"
+        : this.panels[0].label.toLowerCase()}.`
       : n >= MAX_PAIRS ? `${n}/${MAX_PAIRS} pairs (the maximum).`
         : `${n}/${MAX_PAIRS} pairs. Click the reference, then the line art; drag to move; right-click deletes.`);
   }
@@ -328,7 +418,13 @@ class PointEditor extends EditorCanvas {
   drawOverlay(ctx) {
     if (!this.widget) return; // during the base constructor
     const shown = this.externalPoints() ? this.runPoints?.pairs ?? [] : this.pairs;
-    shown.forEach((pair, k) => SIDES.forEach((side) => this.drawPoint(ctx, side, pair[side], k + 1, false)));
+    shown.forEach((pair, k) => {
+      const here = this.onSelected(pair);
+      if (here) this.drawPoint(ctx, "reference", pair.reference, k + 1, false);
+      ctx.globalAlpha = here ? 1 : OTHER_REFERENCE_ALPHA;
+      this.drawPoint(ctx, "lineart", pair.lineart, k + 1, false);
+      ctx.globalAlpha = 1;
+    });
     if (this.pending && !this.externalPoints()) {
       this.drawPoint(ctx, this.pending.side, this.pending.xy, this.pairs.length + 1, true);
     }

@@ -185,7 +185,8 @@ def validate(points: Points, reference_size: Size | list[Size], lineart_size: Si
         if points.index(i) >= len(sizes):
             raise PointsError(f"pair {i + 1}: reference_index {points.index(i)} names a reference that is not "
                               f"there; {len(sizes)} reference(s) given, so use 0 to {len(sizes) - 1}")
-    checks = [(("reference" if len(sizes) == 1 else f"reference {k}"), points.declared_reference_size(k), s)
+    name = (lambda k: "reference") if len(sizes) == 1 else (lambda k: f"reference {k + 1} (reference_index {k})")
+    checks = [(name(k), points.declared_reference_size(k), s)
               for k, s in enumerate(sizes)] + [("line art", points.lineart_size, lineart_size)]
     for what, declared, actual in checks:
         if declared is not None and tuple(declared) != tuple(actual):
@@ -194,7 +195,7 @@ def validate(points: Points, reference_size: Size | list[Size], lineart_size: Si
     seen: dict[object, dict[tuple[int, int], int]] = {}
     for i, pair in enumerate(points.pairs, 1):
         k = points.index(i - 1)
-        ref_what = "reference" if len(sizes) == 1 else f"reference {k}"
+        ref_what = name(k)
         for (x, y), what, (w, h), key in zip(pair, (ref_what, "line art"), (sizes[k], lineart_size), (k, "line")):
             if not (0 <= x < w and 0 <= y < h):
                 raise PointsError(f"pair {i}: the {what} point (x={x:g}, y={y:g}) lies outside the {w}x{h} {what} "

@@ -130,6 +130,12 @@ def server(tmp_path_factory):
 
 
 def test_point_editor_in_browser(server, tmp_path):
+    in_browser(server, tmp_path, "point_editor", run_flow)
+
+
+def in_browser(server, tmp_path, name, flow):
+    """Open the app in Chromium and run ``flow(page, server, tmp_path)``; page errors that concern us fail the test,
+    and a screenshot goes to tmp_path and test-output/<name>.png."""
     sync_playwright = bh.require_playwright()
     t0 = time.monotonic()
     errors: list[str] = []  # uncaught page errors and console errors that concern us
@@ -151,16 +157,16 @@ def test_point_editor_in_browser(server, tmp_path):
             page.goto(server.base_url)
             bh.wait_for(page, bh.JS_APP_READY, "MangaNinjaPointEditor", 60, "the ComfyUI app and our extension")
             ready = True
-            run_flow(page, server, tmp_path)
+            flow(page, server, tmp_path)
         finally:
-            shot = tmp_path / "point_editor.png"
+            shot = tmp_path / f"{name}.png"
             if "page" in locals():
-                bh.save_screenshot(page, shot, [ROOT / "test-output" / "point_editor.png"])
+                bh.save_screenshot(page, shot, [ROOT / "test-output" / f"{name}.png"])
             browser.close()
     if startup_errors:
         print("frontend errors during startup (not ours):", *startup_errors, sep="\n")
     assert not errors, "\n".join(errors)
-    print(f"browser flow on ComfyUI {server.version}: {time.monotonic() - t0:.1f}s")
+    print(f"browser flow {name} on ComfyUI {server.version}: {time.monotonic() - t0:.1f}s")
 
 
 def run_flow(page, server, tmp_path):
@@ -336,19 +342,110 @@ def run_flow(page, server, tmp_path):
     time.sleep(0.5)  # let the previews of the run draw before the screenshot
 
 
-def assert_disc_colours(page, pairs):
-    colours = page.evaluate("""([id, pairs]) => {
+# Two references: LoadImage 8 feeds reference_2 of the Point Editor and of Reference Encode (bank mode).
+OTHER = 8
+NODES_2 = {**NODES, 4: {**NODES[4], "widgets": {"size": 256, "combine": "bank"}},
+           OTHER: {"type": "LoadImage", "pos": [10, 770], "widgets": {"image": "mn_other.png"}}}
+LINKS_2 = LINKS + [[OTHER, 0, 4, "reference_2"], [OTHER, 0, PE, "reference_2"]]
+ON_FIRST = ((20, 30), (10, 15))
+ON_SECOND = ((150, 90), (50, 100))  # on the 200x100 second reference
+EXPECTED_2 = {"reference_size": [list(REF_SIZE), list(OTHER_SIZE)], "lineart_size": list(LINE_SIZE),
+              "pairs": [{"reference": list(ON_FIRST[0]), "lineart": list(ON_FIRST[1])},
+                        {"reference": list(ON_SECOND[0]), "lineart": list(ON_SECOND[1]), "reference_index": 1}]}
+
+
+def test_reference_selector_in_browser(server, tmp_path):
+    in_browser(server, tmp_path, "point_editor_references", selector_flow)
+
+
+def selector_flow(page, server, tmp_path):
+    """The selector picks the reference a new pair belongs to; the JSON names it; the sampler gets it."""
+    workflow = page.evaluate(bh.JS_BUILD_WORKFLOW, {"nodes": {str(k): v for k, v in NODES_2.items()},
+                                                    "links": LINKS_2})
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    page.evaluate("() => { app.canvas.ds.scale = 1; app.canvas.ds.offset = [10, 70]; app.graph.setDirtyCanvas(true); }")
+    state = bh.wait_editor_ready(page, PE)
+    assert state["sizes"]["reference"] == list(REF_SIZE)
+    select = page.locator(".mn-point-editor .mn-reference-select")
+    assert select.is_visible()
+    assert select.locator("option").all_text_contents() == ["Reference 1", "Reference 2"]
+    size_is = """([id, size]) =>
+        JSON.stringify(app.graph.getNodeById(id).mnPointEditor.imageSize('reference')) === JSON.stringify(size)"""
+
+    def at(side, xy):
+        return bh.client_xy(page, PE, side, *xy)
+
+    def choose(k, size):
+        select.select_option(str(k))
+        bh.wait_for(page, size_is, [PE, list(size)], 15, f"reference {k + 1} on the left")
+        bh.wait_editor_settled(page, PE)
+        assert bh.editor_state(page, PE)["layout"]["reference"]["s"] > 1  # pixel-exact clicks
+
+    def points():
+        return json.loads(bh.editor_state(page, PE)["value"])
+
+    page.mouse.click(*at("reference", ON_FIRST[0]))
+    page.mouse.click(*at("lineart", ON_FIRST[1]))
+    assert points() == expected([ON_FIRST])  # one reference named: the JSON of a single reference
+    choose(1, OTHER_SIZE)
+    assert "Reference 2" in page.evaluate("(id) => app.graph.getNodeById(id).mnPointEditor.panels[0].label", PE)
+    page.mouse.click(*at("reference", ON_SECOND[0]))  # a half pair on reference 2 ...
+    assert bh.editor_state(page, PE)["pending"] == {"side": "reference", "xy": list(ON_SECOND[0])}
+    choose(0, REF_SIZE)  # ... is dropped when another reference is chosen
+    assert bh.editor_state(page, PE)["pending"] is None
+    choose(1, OTHER_SIZE)
+    page.mouse.click(*at("reference", ON_SECOND[0]))
+    page.mouse.click(*at("lineart", ON_SECOND[1]))
+    assert points() == EXPECTED_2
+    # pair 1's reference point is not on reference 2: a right-click at its place there deletes nothing
+    page.mouse.click(*at("reference", ON_FIRST[0]), button="right")
+    assert points() == EXPECTED_2
+    # drawing: reference 2 shows pair 2 only; the line art shows both, pair 1 fainter
+    shown = disc_colours(page, [("reference", ON_SECOND[0]), ("reference", ON_FIRST[0]),
+                                ("lineart", ON_SECOND[1]), ("lineart", ON_FIRST[1])])
+    assert shown[0] == PALETTE[1] and shown[1] != PALETTE[0] and shown[2] == PALETTE[1], shown
+    assert shown[3] != PALETTE[0], f"pair 1 of reference 1 should be drawn faint on the line art: {shown}"
+    choose(0, REF_SIZE)
+    assert disc_colours(page, [("reference", ON_FIRST[0]), ("lineart", ON_FIRST[1])]) == [PALETTE[0]] * 2
+
+    # saved and loaded again: the same value and both references offered
+    saved = page.evaluate("() => app.graph.serialize()")
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", saved)
+    state = bh.wait_editor_ready(page, PE)
+    assert json.loads(state["value"]) == EXPECTED_2 and state["points"]["pairs"] == EXPECTED_2["pairs"]
+    assert select.locator("option").all_text_contents() == ["Reference 1", "Reference 2"]
+
+    # queued from the page: bank mode with two references, the sampler received reference_index 1
+    before = set(server.client.history())
+    page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+    entry = wait_for_new_history(server.client, before, timeout=240)
+    assert ch.history_status(entry) == "success", ch.history_messages(entry)
+    used = json.loads(entry["outputs"][str(SAMPLER)]["mn_points"][0])
+    assert used["reference_size"] == EXPECTED_2["reference_size"]
+    assert [p.get("reference_index", 0) for p in used["pairs"]] == [0, 1]
+    assert [[int(v) for v in p["reference"]] for p in used["pairs"]] == [list(ON_FIRST[0]), list(ON_SECOND[0])]
+    bh.wait_for(page, "(id) => app.graph.getNodeById(id).mnPointEditor.runReferences.length === 2", PE, 30,
+                "the run's two references (ui mn_reference_sources)")
+
+
+def disc_colours(page, points) -> list[str]:
+    """The colour drawn at the centre of each (side, image pixel) of the Point Editor's canvas."""
+    return page.evaluate("""([id, points]) => {
         const e = app.graph.getNodeById(id).mnPointEditor;
         e.draw();
         const ctx = e.canvas.getContext('2d');
         const dpr = e.canvas.width / e.canvas.clientWidth;
         const hex = (d) => '#' + [d[0], d[1], d[2]].map((v) => v.toString(16).padStart(2, '0')).join('');
-        return pairs.map((pair) => ['reference', 'lineart'].map((side, i) => {
-            const [x, y] = e.toCanvas(side, pair[i]);
+        return points.map(([side, xy]) => {
+            const [x, y] = e.toCanvas(side, xy);
             return hex(ctx.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data);
-        }));
-    }""", [PE, [[list(r), list(l)] for r, l in pairs]])
-    assert colours == [[PALETTE[k], PALETTE[k]] for k in range(len(pairs))], colours
+        });
+    }""", [PE, [[side, list(xy)] for side, xy in points]])
+
+
+def assert_disc_colours(page, pairs):
+    shown = disc_colours(page, [(side, pair[i]) for pair in pairs for i, side in enumerate(("reference", "lineart"))])
+    assert shown == [PALETTE[k] for k in range(len(pairs)) for _ in range(2)], shown
 
 
 def wait_for_new_history(client, before: set, timeout: float) -> dict:

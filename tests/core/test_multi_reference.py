@@ -114,7 +114,7 @@ def test_points_name_their_reference(tiny, refs):
         parse_points({"pairs": [{"reference": [1, 1], "lineart": [1, 1], "reference_index": -1}]})
     wrong = parse_points({"reference_size": [[160, 120], [71, 150]],
                           "pairs": [{"reference": [1, 1], "lineart": [1, 1]}]})
-    with pytest.raises(PointsError, match="placed on a 71x150 reference 1"):
+    with pytest.raises(PointsError, match=r"placed on a 71x150 reference 2 \(reference_index 1\)"):
         tiny.colorize(bank, frame(0), points=wrong, steps=1, seed=0)
     for ref in (bank, tile):
         out = tiny.colorize(ref, sample_line := frame(0), points=pts.__class__(pts.pairs, None, None,

@@ -255,6 +255,45 @@ def test_point_editor_node(pack, sample_images, comfy_env):
         node.run(ref, line, json.dumps({"pairs": [{"reference": [1, 1], "lineart": [200, 1]}]}))
 
 
+def test_point_editor_several_references(pack, sample_images, comfy_env):
+    """reference_2 (and a batch on `reference`) number the references as Reference Encode does; pairs name them by
+    reference_index, sizes are checked per reference, and each reference's preview shows its own pairs."""
+    node = pack.nodes.points.PointEditor()
+    ref, line = image_tensor(sample_images["reference"]), image_tensor(sample_images["black_on_white"])
+    other = torch.rand(1, 50, 70, 3)
+    text = json.dumps({"reference_size": [[160, 120], [70, 50]],
+                       "pairs": [{"reference": [80, 50], "lineart": [48, 45]},
+                                 {"reference": [60, 40], "lineart": [20, 20], "reference_index": 1}]})
+    out = node.run(ref, line, text, reference_2=other)
+    points = out["result"][0]
+    assert points.reference_indices == (0, 1) and points.reference_size == ((160, 120), (70, 50))
+    assert len(out["ui"]["images"]) == 3 and len(out["ui"]["mn_reference_sources"]) == 2
+    assert len(out["ui"]["mn_sources"]) == 2  # [first reference, line art], as with one reference
+    assert json.loads(out["ui"]["mn_points"][0])["pairs"][1]["reference_index"] == 1
+    # the same two references as one batch give the same points (sizes filled in from the images)
+    batch = node.run(torch.cat([ref, torch.nn.functional.interpolate(other.permute(0, 3, 1, 2), (120, 160))
+                                .permute(0, 2, 3, 1)]), line,
+                     json.dumps({"pairs": json.loads(text)["pairs"][:1] +
+                                 [{"reference": [150, 100], "lineart": [20, 20], "reference_index": 1}]}))
+    assert batch["result"][0].reference_size == ((160, 120), (160, 120))
+    # (60, 40) is inside reference 2 (70x50) but (75, 40) is not; index 2 names no reference
+    bad = json.loads(text)
+    bad["pairs"][1]["reference"] = [75, 40]
+    with pytest.raises(pack.mn_core.PointsError, match=r"pair 2: the reference 2 \(reference_index 1\) point .* outside the 70x50"):
+        node.run(ref, line, json.dumps(bad), reference_2=other)
+    bad["pairs"][1].update(reference=[1, 1], reference_index=2)
+    with pytest.raises(pack.mn_core.PointsError, match="reference_index 2 names a reference that is not there; 2"):
+        node.run(ref, line, json.dumps(bad), reference_2=other)
+    bad["pairs"][1]["reference_index"] = 1
+    bad["reference_size"] = [[160, 120], [80, 50]]
+    with pytest.raises(pack.mn_core.PointsError, match=r"placed on a 80x50 reference 2 \(reference_index 1\), but the reference 2"):
+        node.run(ref, line, json.dumps(bad), reference_2=other)
+    # one reference: the output is what it always was (one size, no reference_index)
+    single = json.loads(node.run(ref, line, json.dumps({"pairs": json.loads(text)["pairs"][:1]}))["ui"]["mn_points"][0])
+    assert single == {"reference_size": [160, 120], "lineart_size": [96, 140],
+                      "pairs": [{"reference": [80.0, 50.0], "lineart": [48.0, 45.0]}]}
+
+
 def test_extract_lineart_node(pack, model, sample_images):
     node = pack.nodes.lineart.ExtractLineart()
     img = image_tensor(sample_images["reference"])
