@@ -17,6 +17,7 @@ WORKFLOWS = ROOT / "workflows"
 # Images the API workflows read from ComfyUI's input folder (the tests upload them).
 INPUT_IMAGES = ("manganinja_reference.png", "manganinja_lineart.png", "manganinja_frame2.png",
                 "manganinja_target.png")
+INPUT_VIDEOS = ("manganinja_lineart.mp4",)  # frames of line art (the tests write one)
 
 EXAMPLE_POINTS = json.dumps({"pairs": []})
 
@@ -88,13 +89,19 @@ def basic() -> list[Node]:
     ]
 
 
+def point_editor(id_, pos, reference, lineart, more=()):
+    extra = [(name, "IMAGE", src) for name, src in zip(("reference_2", "reference_3", "reference_4"),
+                                                        list(more) + [None] * 3)]
+    return Node(id_, "MangaNinjaPointEditor", pos, (700, 520), [("points", EXAMPLE_POINTS)],
+                [("reference", "IMAGE", reference), ("lineart", "IMAGE", lineart),
+                 ("reference_coordinates", "STRING", None), ("lineart_coordinates", "STRING", None)] + extra,
+                [("points", "MANGANINJA_POINTS")], title="Point Editor")
+
+
 def with_points() -> list[Node]:
     nodes = basic()
     nodes[4] = sampler(5, (760, 60), (3, 0), (4, 0), (2, 0), points=(8, 0))
-    nodes.append(Node(8, "MangaNinjaPointEditor", (400, 500), (700, 520), [("points", EXAMPLE_POINTS)],
-                      [("reference", "IMAGE", (1, 0)), ("lineart", "IMAGE", (2, 0)),
-                       ("reference_coordinates", "STRING", None), ("lineart_coordinates", "STRING", None)],
-                      [("points", "MANGANINJA_POINTS")], title="Point Editor"))
+    nodes.append(point_editor(8, (400, 500), (1, 0), (2, 0)))
     nodes[3].pos = (400, 290)
     return nodes
 
@@ -137,8 +144,9 @@ def multi_reference() -> list[Node]:
         load_image(2, (40, 800), "manganinja_lineart.png", "Line art"),
         loader(3, (400, 60)),
         reference_encode(4, (400, 290), (3, 0), (1, 0), more=[(9, 0)], combine="tile"),
-        sampler(5, (760, 60), (3, 0), (4, 0), (2, 0)),
+        sampler(5, (760, 60), (3, 0), (4, 0), (2, 0), points=(8, 0)),
         save(6, (1120, 60), (5, 0), "manganinja_multi"),
+        point_editor(8, (400, 560), (1, 0), (2, 0), more=[(9, 0)]),
     ]
 
 
@@ -156,9 +164,34 @@ def sequence() -> list[Node]:
     ]
 
 
+def sequence_video() -> list[Node]:
+    """The shot as a video file: ComfyUI's own Load Video / Get Video Components in, Create Video (same frame rate
+    and sound) / Save Video out. Needs a ComfyUI with those nodes (VIDEO_NODES); manganinja_sequence does the same
+    with image batches on any server."""
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Keyframe reference (coloured)"),
+        Node(2, "LoadVideo", (40, 430), (315, 400), [("file", INPUT_VIDEOS[0]), ("upload", "image")], [],
+             [("VIDEO", "VIDEO")], title="Line-art shot (video)"),
+        Node(3, "GetVideoComponents", (40, 880), (250, 100), [], [("video", "VIDEO", (2, 0))],
+             [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], title="Frames"),
+        loader(5, (400, 60)),
+        reference_encode(6, (400, 290), (5, 0), (1, 0)),
+        sampler(7, (760, 60), (5, 0), (6, 0), (3, 0), previous_frame=True),
+        Node(8, "CreateVideo", (1120, 60), (270, 100), [("fps", 30.0)],
+             [("images", "IMAGE", (7, 0)), ("audio", "AUDIO", (3, 1)), ("fps", "FLOAT", (3, 2))],
+             [("VIDEO", "VIDEO")], title="Coloured frames to video"),
+        Node(9, "SaveVideo", (1120, 220), (400, 420), [("filename_prefix", "video/manganinja_sequence"),
+                                                       ("format", "auto"), ("codec", "auto")],
+             [("video", "VIDEO", (8, 0))], title="Save coloured shot"),
+    ]
+
+
+VIDEO_NODES = ("LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo")  # ComfyUI's own (not in 2024's)
+NEEDS = {"manganinja_sequence_video": VIDEO_NODES}  # workflows that need core nodes not every server has
+
 GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_batch": batch,
           "manganinja_extract": extract, "manganinja_multi_reference": multi_reference,
-          "manganinja_sequence": sequence}
+          "manganinja_sequence": sequence, "manganinja_sequence_video": sequence_video}
 
 
 def to_api(nodes: list[Node]) -> dict:
@@ -180,8 +213,10 @@ def to_ui(nodes: list[Node]) -> dict:
                 links.append([len(links) + 1, src[0], src[1], n.id, slot, typ])
     ui_nodes = []
     for order, n in enumerate(nodes):
+        widget_names = {k for k, _v in n.widgets}
         inputs = [{"name": name, "type": typ,
-                   "link": next((lk[0] for lk in links if lk[3] == n.id and lk[4] == slot), None)}
+                   "link": next((lk[0] for lk in links if lk[3] == n.id and lk[4] == slot), None),
+                   **({"widget": {"name": name}} if name in widget_names else {})}  # a widget fed by a link
                   for slot, (name, typ, _src) in enumerate(n.inputs)]
         outputs = []
         for slot, (name, typ) in enumerate(n.outputs):

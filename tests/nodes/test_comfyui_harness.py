@@ -228,6 +228,7 @@ def test_shared_comfyui_dir_untouched(server):
 def test_log_has_no_unexpected_traceback(server):
     log = server.read_log()
     assert f"{PACK_NAME}" in log  # import-times line for the pack
-    assert "IMPORT FAILED" not in log
+    assert not ch.failed_imports(log), ch.failed_imports(log)
+    assert f"{PACK_NAME} (IMPORT FAILED)" not in log
     unexpected = [tb for tb in server.tracebacks() if EXPECTED_FAILURE not in tb]
     assert not unexpected, "\n\n".join(unexpected)

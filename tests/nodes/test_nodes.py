@@ -25,7 +25,7 @@ PACK = "comfyui_manganinja_under_test"
 
 @pytest.fixture(scope="module")
 def comfy_env():
-    source = comfyui_setup.ensure_comfyui_2024(quiet=True)
+    source = comfyui_setup.ensure_comfyui("2024", quiet=True)
     sys.path.insert(0, str(source))
     import comfy.cli_args
 

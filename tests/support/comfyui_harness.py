@@ -11,15 +11,16 @@ Plain functions/classes, meant to be wrapped by pytest fixtures::
         entry = client.run_prompt(graph, timeout=60)
         images = client.fetch_images(entry)
 
-Which ComfyUI:
+Which ComfyUI (the "stack"):
 
-``MN_COMFYUI_DIR``
-    a ComfyUI source dir (e.g. ``.cache/comfyui-current``). Default: the
-    2024 checkout from :mod:`comfyui_setup` (downloaded on first use).
-``MN_COMFYUI_PYTHON``
-    the interpreter that runs ``main.py``. Default: ``sys.executable``.
-    Current ComfyUI needs more packages than the 2024 one, see
-    ``.cache/venv-current`` in the helper's report.
+``MN_COMFYUI``
+    a server of :data:`comfyui_setup.SERVERS` (``2024``, the default, or
+    ``0.3.75``), provided with its interpreter on first use.
+``MN_FRONTEND``
+    a frontend of :data:`comfyui_setup.FRONTENDS` (``1.58.1``, ``1.32.9``)
+    served with ``--front-end-root``. Default: the server's own.
+``MN_COMFYUI_DIR`` / ``MN_COMFYUI_PYTHON``
+    any other ComfyUI source dir and the interpreter that runs it.
 
 The shared ComfyUI source dir is never written to by the server: each
 instance is a private dir in which ComfyUI's top-level files are copied
@@ -115,23 +116,42 @@ class PromptExecutionError(ComfyUIError):
 # locating ComfyUI
 # --------------------------------------------------------------------------------------
 
+def server_name() -> str:
+    return os.environ.get("MN_COMFYUI") or "2024"
+
+
+def frontend_version() -> str | None:
+    return os.environ.get("MN_FRONTEND") or None
+
+
+def stack_label() -> str:
+    """e.g. 'ComfyUI 0.3.75 + frontend 1.58.1' (for messages and test ids)."""
+    front = frontend_version()
+    return f"ComfyUI {server_name()}" + (f" + frontend {front}" if front else "")
+
+
 def comfyui_source_dir() -> Path:
-    """$MN_COMFYUI_DIR, else the 2024 checkout (downloaded/extracted on first use)."""
+    """$MN_COMFYUI_DIR, else the $MN_COMFYUI server (downloaded/extracted on first use)."""
     env = os.environ.get("MN_COMFYUI_DIR")
     if env:
         path = Path(env).expanduser().resolve()
         if not (path / "main.py").is_file():
             raise ComfyUIError(f"MN_COMFYUI_DIR={env} has no main.py")
         return path
-    return comfyui_setup.ensure_comfyui_2024(quiet=True)
+    return comfyui_setup.ensure_comfyui(server_name(), quiet=True)
 
 
 def comfyui_python() -> str:
-    """$MN_COMFYUI_PYTHON (a path, made absolute, or a name on PATH), else sys.executable."""
+    """$MN_COMFYUI_PYTHON (a path, made absolute, or a name on PATH), else the $MN_COMFYUI server's interpreter."""
     env = os.environ.get("MN_COMFYUI_PYTHON")
     if not env:
-        return sys.executable
+        return comfyui_setup.ensure_python(server_name(), quiet=True)
     return os.path.abspath(env) if os.sep in env else env
+
+
+def frontend_args() -> list[str]:
+    front = frontend_version()
+    return ["--front-end-root", str(comfyui_setup.ensure_frontend(front, quiet=True))] if front else []
 
 
 def comfyui_version(source: Path) -> str:
@@ -558,10 +578,36 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def find_tracebacks(text: str, context: int = 40) -> list[str]:
-    """Each 'Traceback (most recent call last):' block (up to `context` lines)."""
+    """Each 'Traceback (most recent call last):' block (up to `context` lines), except ComfyUI's own failed imports
+    of its comfy_extras modules that need a package this environment cannot have (comfyui_setup.UNAVAILABLE)."""
     lines = text.splitlines()
-    return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines)
-            if _TRACEBACK_RE.match(line)]
+    blocks = ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if _TRACEBACK_RE.match(line)]
+    return [b for b in blocks if not _unavailable_module(b)]
+
+
+def failed_imports(text: str) -> list[str]:
+    """The module paths ComfyUI could not import ("Cannot import <path> module for custom nodes: <why>"), except
+    its own modules that need an unavailable package (comfyui_setup.UNAVAILABLE)."""
+    out = []
+    for m in re.finditer(r"Cannot import (\S+) module for custom nodes: (.*)", text):
+        why = re.match(r"No module named '([^'.]+)", m.group(2))
+        if not (why and why.group(1) in comfyui_setup.UNAVAILABLE and "/custom_nodes/" not in m.group(1)):
+            out.append(f"{m.group(1)}: {m.group(2)}")
+    return out
+
+
+def _unavailable_module(block: str) -> bool:
+    """A failed import of an unavailable module, with no frame in custom_nodes (so not in any pack)."""
+    frames, error = [], ""
+    for line in block.splitlines()[1:]:
+        if line.startswith("  File "):
+            frames.append(line)
+        elif not line.startswith(" "):
+            error = line
+            break
+    missing = re.match(r"ModuleNotFoundError: No module named '([^'.]+)", error)
+    return bool(missing and missing.group(1) in comfyui_setup.UNAVAILABLE
+                and not any("/custom_nodes/" in f for f in frames))
 
 
 class ComfyUIServer:
@@ -593,7 +639,7 @@ class ComfyUIServer:
         args = [self.python, "-u", "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                 "--disable-auto-launch"]
         args += supported_flags(self.instance_dir, OPTIONAL_FLAGS)
-        return args + self.extra_args
+        return args + frontend_args() + self.extra_args
 
     def start(self, timeout: float = 120.0, retries: int = 3) -> "ComfyUIServer":
         fixed_port = self.port is not None

