@@ -1,4 +1,7 @@
-"""Draw the README's figures from the project's own drawings: ``python docs/figures.py`` writes docs/*.png.
+"""Draw the README's figures and the sample inputs from the project's own drawings: ``python docs/figures.py``.
+
+``samples/``: the images the shipped workflows load (manganinja_reference.png, ...) and the README's quick start
+uses: copy them into ComfyUI's input folder, or pass them to the CLI.
 
 ``multi_reference.png``: two coloured references (two characters), the line art of both in one panel, what the
 model sees in each mode (tile: one square holding both references; bank: one square per reference), and the result
@@ -64,6 +67,36 @@ def lineart_panel() -> Image.Image:
     return panel
 
 
+def samples(folder: Path) -> list[Path]:
+    """The workflows' inputs (workflows/build.py INPUT_IMAGES): reference, line art, a second frame (the drawing a
+    little to the right), and a second character (the extract workflow's target, the multi-reference one's second
+    reference)."""
+    line = character_a(True).convert("L")
+    frame2 = Image.new("L", line.size, 255)
+    frame2.paste(line.crop((0, 0, line.width - 12, line.height)), (12, 0))
+    images = {"manganinja_reference.png": character_a(), "manganinja_lineart.png": line,
+              "manganinja_frame2.png": frame2, "manganinja_target.png": character_b()}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        image.save(folder / name, optimize=True)
+    return [folder / name for name in images] + [shot(line, folder / "manganinja_lineart.mp4")]
+
+
+def shot(line: Image.Image, path: Path, frames: int = 8, fps: int = 8) -> Path:
+    """The line art walking right, as an H.264 MP4 (manganinja_sequence_video's input), written with PyAV."""
+    import av  # the optional extra "video"
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = line.width, line.height, "yuv420p"
+        for k in range(frames):
+            frame = Image.new("RGB", line.size, "white")
+            frame.paste(line.convert("RGB").crop((0, 0, line.width - 3 * k, line.height)), (3 * k, 0))
+            container.mux(stream.encode(av.VideoFrame.from_image(frame)))
+        container.mux(stream.encode())
+    return path
+
+
 def tile(image: Image.Image, title: str, font) -> Image.Image:
     """The image fitted into a PANEL square, with a title above."""
     out = Image.new("RGB", (PANEL, PANEL + 22), (245, 245, 245))
@@ -113,6 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "multi_reference.png")
     args = ap.parse_args(argv)
+    for path in samples(ROOT / "docs" / "samples"):
+        print("wrote", path)
     print("wrote", multi_reference(args.models, args.out, args.steps))
     return 0
 

@@ -8,8 +8,9 @@
 //                       key event plumbing, drawing of the panels, notices.
 //   refresh()           re-reads the images of the upstream nodes. Nothing polls: it runs on graph and widget
 //                       events, which the subclass and its extension wire up (connections, configure, execution),
-//                       plus the ones wired here: the upstream node's `image` widget value and `imgs` previews
-//                       changing, the api "executed" event of an upstream node, and the widget's draw callback.
+//                       plus the ones wired here: the upstream node's `image` widget value (or its callback) and
+//                       `imgs` previews changing, the api "executed" event of an upstream node, and the widget's
+//                       draw callback.
 //
 // Subclasses override drawOverlay(ctx), statusText() and the on* event methods.
 
@@ -93,12 +94,40 @@ export function watchProperty(object, key, listener) {
   return () => hooks[key].delete(listener);
 }
 
+// Calls listener(value) after each change of a widget's value; returns the function that stops it, or null.
 export function watchWidgetValue(widget, listener) {
   const stop = watchProperty(widget, "value", listener);
   if (stop) return stop;
+  // The current frontends' DOM widgets (a multiline STRING) have a non-configurable `value` accessor that writes
+  // through options.setValue.
+  const options = widget?.options;
+  if (options && typeof options.setValue === "function" && Object.isExtensible(options)) {
+    return chainFunction(options, "setValue", listener);
+  }
   // The 2024 frontend's image upload widget has a non-configurable `value` accessor that stores into `_real_value`.
   const own = widget && Object.getOwnPropertyDescriptor(widget, "value");
   return own?.set ? watchProperty(widget, "_real_value", listener) : null;
+}
+
+// Calls listener(...) after the widget's callback, which the frontends call after a change made in the UI (a combo
+// menu, an upload; frontend 1.32.9's file combo keeps its value where nothing else can see it changing).
+export function watchWidgetCallback(widget, listener) {
+  return widget && Object.isExtensible(widget) ? chainFunction(widget, "callback", listener) : null;
+}
+
+function chainFunction(object, name, listener) {
+  const original = object[name];
+  const chained = function (...args) {
+    const result = original?.apply(this, args);
+    try {
+      listener(...args);
+    } catch (error) {
+      console.error(`[MangaNinja] ${name} listener failed`, error);
+    }
+    return result;
+  };
+  object[name] = chained;
+  return () => { if (object[name] === chained) object[name] = original; };
 }
 
 // ---- upstream images --------------------------------------------------------------------------------------------
@@ -142,8 +171,10 @@ export class EditorCanvas {
     this.notice = null;
     this.watched = new Map(); // upstream node -> [stop functions]
     this.buildDOM(className, ariaLabel);
+    // hideInPanel: the properties panel (frontend 1.5x) would list the editor as an empty row.
     this.domWidget = node.addDOMWidget(widgetName, widgetType, this.element, {
-      serialize: false, hideOnZoom: false, getMinHeight: () => minHeight, onDraw: () => this.refresh(),
+      serialize: false, hideOnZoom: false, hideInPanel: true, getMinHeight: () => minHeight,
+      onDraw: () => this.refresh(),
     });
     this.domWidget.serialize = false; // not in widgets_values (new frontend); options.serialize: not in prompts
     this.resizeObserver = new ResizeObserver(() => this.draw());
@@ -158,7 +189,9 @@ export class EditorCanvas {
   buildDOM(className, ariaLabel) {
     // The frontends set the widget element's own `display` (to hide it), so the flex layout lives one level down.
     this.element = document.createElement("div");
-    this.element.className = className;
+    // widget-expands: in Nodes 2.0 (Vue) mode the frontends let a widget row holding this class take the node's
+    // free height; without it the row is as high as its content, which is 0 for a canvas sized by its box.
+    this.element.className = `${className} widget-expands`;
     Object.assign(this.element.style, { width: "100%", height: "100%", boxSizing: "border-box" });
     const column = document.createElement("div");
     Object.assign(column.style, { display: "flex", flexDirection: "column", gap: "4px", width: "100%",
@@ -241,8 +274,8 @@ export class EditorCanvas {
       if (this.watched.has(origin)) continue;
       const changed = () => this.refresh();
       const widget = origin.widgets?.find((w) => w.name === "image");
-      this.watched.set(origin, [widget && watchWidgetValue(widget, changed), watchProperty(origin, "imgs", changed)]
-        .filter(Boolean));
+      this.watched.set(origin, [widget && watchWidgetValue(widget, changed), watchWidgetCallback(widget, changed),
+                                watchProperty(origin, "imgs", changed)].filter(Boolean));
     }
   }
 

@@ -38,7 +38,7 @@ import { EditorCanvas, chainCallback, hideWidget, viewURL, watchWidgetValue } fr
 
 const NODE_TYPE = "MangaNinjaPointEditor";
 const MAX_PAIRS = 24; // mn_core.points.MAX_PAIRS
-// Same list and order as nodes/points.py PALETTE: pair k uses PALETTE[(k - 1) % 24].
+// Pair k is drawn in PALETTE[(k - 1) % 24].
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
                  "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075",
                  "#a9a9a9", "#ffe119", "#ff6f61", "#2f4f4f", "#7fffd4", "#ff1493"];

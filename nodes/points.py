@@ -10,39 +10,10 @@ Several references (the same order as Reference Encode: every image of the ``ref
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFont
-
 from ..mn_core import points as mn_points
 from ..mn_core.images import to_pil
 from . import bridge
 from .reference import MORE, reference_images
-
-# Pair colours; js/point_editor.js uses the same list so previews and the editor agree.
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
-           "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075",
-           "#a9a9a9", "#ffe119", "#ff6f61", "#2f4f4f", "#7fffd4", "#ff1493")
-
-
-def draw_points(image: Image.Image, xy: list[tuple[float, float]], numbers: list[int] | None = None) -> Image.Image:
-    """The image with each point drawn as a numbered disc in its pair's colour (pair numbers 1, 2, ... unless
-    ``numbers`` gives them)."""
-    out = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(out)
-    radius = max(4, round(max(out.size) / 80))
-    try:
-        font = ImageFont.load_default(size=max(10, radius * 2))
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    for k, (x, y) in zip(numbers or range(1, len(xy) + 1), xy):
-        colour = PALETTE[(k - 1) % len(PALETTE)]
-        cx, cy = int(x) + 0.5, int(y) + 0.5
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline="white", width=2)
-        label = str(k)
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font, stroke_width=2)
-        tx = cx + radius + 2 if cx + radius + 2 + right <= out.width else cx - radius - 2 - right
-        ty = min(max(0, cy - radius - 2), out.height - bottom)
-        draw.text((tx, ty), label, fill=colour, font=font, stroke_width=2, stroke_fill="black")
-    return out
 
 
 class PointEditor:
@@ -85,17 +56,10 @@ class PointEditor:
         parsed = mn_points.Points(parsed.pairs, reference_sizes(parsed, [r.size for r in refs]),
                                   parsed.lineart_size or line.size, parsed.reference_indices)
         mn_points.validate(parsed, [r.size for r in refs], line.size)
-        previews = []
-        for k, ref in enumerate(refs):
-            mine = [i for i in range(len(parsed)) if parsed.index(i) == k]
-            previews.append(bridge.save_preview(draw_points(ref, [parsed.pairs[i][0] for i in mine],
-                                                            [i + 1 for i in mine]), f"manganinja_points_ref{k + 1}"))
-        previews.append(bridge.save_preview(draw_points(line, [p[1] for p in parsed.pairs]),
-                                            "manganinja_points_lineart"))
         sources = [bridge.save_preview(ref, f"manganinja_ref{k + 1}") for k, ref in enumerate(refs)]
         line_source = bridge.save_preview(line, "manganinja_lineart")
-        ui = {"images": [p for p in previews if p],
-              "mn_sources": [s for s in (sources[0], line_source) if s],
+        # No "images": the editor shows the images and points already, and previews would take its room.
+        ui = {"mn_sources": [s for s in (sources[0], line_source) if s],
               "mn_reference_sources": [s for s in sources if s],
               "mn_points": [parsed.to_json()]}
         return {"ui": ui, "result": (parsed,)}

@@ -1,9 +1,9 @@
 """The Point Editor widget (js/point_editor.js) in a real browser against a real ComfyUI server.
 
 Headless Debian Chromium driven by Playwright (see browser_helpers: missing pieces FAIL with install commands).
-The server is the 2024 ComfyUI from comfyui_setup unless MN_COMFYUI_DIR / MN_COMFYUI_PYTHON select another one
-(e.g. .cache/comfyui-current + .cache/venv-current for the current frontend), with this pack linked and tiny
-random weights. One test walks the whole user flow, because each step builds on the previous one:
+Every stack of support.stacks.BROWSER_STACKS: the 2024 ComfyUI with its frontend, and ComfyUI 0.3.75 with the
+frontends 1.58.1 and 1.32.9, each in classic and Nodes 2.0 (Vue) mode; this pack linked and tiny random weights.
+One test walks the whole user flow, because each step builds on the previous one:
 
 1. build the graph with the frontend's LiteGraph API, serialise it and load it with app.loadGraphData();
 2. click three pairs at known image pixels (client positions come from the widget's own mapping, so they include
@@ -22,33 +22,33 @@ exact integers, no tolerance.
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import os
 import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
 from support import ROOT, browser_helpers as bh, comfyui_harness as ch
+from support.stacks import BROWSER_STACKS, Stack, selected
 
 PACK = "comfyui-manganinja"
 REF_SIZE, LINE_SIZE = (160, 120), (96, 140)
 OTHER_SIZE = (200, 100)  # another reference, to check that the editor follows the upstream image
 PE, SAMPLER = 5, 6  # node ids
 
-def python_palette() -> list[str]:
-    """nodes/points.py PALETTE, read without importing the pack (it needs ComfyUI)."""
-    tree = ast.parse((ROOT / "nodes" / "points.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PALETTE" for t in node.targets):
-            return list(ast.literal_eval(node.value))
-    raise AssertionError("no PALETTE in nodes/points.py")
+def js_palette() -> list[str]:
+    """The pair colours of js/point_editor.js."""
+    m = re.search(r"const PALETTE = \[([^\]]*)\]", (ROOT / "js" / "point_editor.js").read_text())
+    assert m, "no PALETTE in js/point_editor.js"
+    return re.findall(r'"(#[0-9a-fA-F]{6})"', m.group(1))
 
 
-PALETTE = python_palette()
+PALETTE = js_palette()
 
 # LoadImage x2 -> Point Editor -> Colorize Sampler -> Preview Image, with the model/reference nodes beside.
 NODES = {
@@ -106,23 +106,23 @@ def make_images() -> dict[str, bytes]:
     return out
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=selected(BROWSER_STACKS), ids=lambda s: s.id)
+def server(request, tmp_path_factory):
     from mn_core import synthetic
 
     bh.require_playwright()  # fail early (before starting ComfyUI) if the browser pieces are missing
 
-    base = tmp_path_factory.mktemp("browser")
+    stack = request.param
+    base = tmp_path_factory.mktemp(f"browser-{stack.id}")
     models = base / "models"
     synthetic.write_layout(models / "manganinja", synthetic.TINY, seed=0)
-    with ch.comfyui_server(base, packs={PACK: ROOT}, models_dir=models) as srv:
-        # the current frontend greets first-time users with dialogs; the 2024 one ignores this file
+    with ch.comfyui_server(base, packs={PACK: ROOT}, models_dir=models, stack=stack) as srv:
+        # the current frontends greet first-time users with dialogs, and 1.32.9 shows a minimap over the graph's
+        # lower right corner (where the test clicks); the 2024 frontend ignores this file
         settings = srv.instance_dir / "user" / "default" / "comfy.settings.json"
         settings.parent.mkdir(parents=True, exist_ok=True)
-        values = {"Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": False}
-        # manual runs only, e.g. MN_BROWSER_SETTINGS='{"Comfy.VueNodes.Enabled": true}'
-        values.update(json.loads(os.environ.get("MN_BROWSER_SETTINGS", "{}")))
-        settings.write_text(json.dumps(values))
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": False,
+                                        "Comfy.Minimap.Visible": False, **stack.settings()}))
         for name, data in make_images().items():
             srv.client.upload_image(data, name=name)
         yield srv
@@ -130,7 +130,7 @@ def server(tmp_path_factory):
 
 
 def test_point_editor_in_browser(server, tmp_path):
-    in_browser(server, tmp_path, "point_editor", run_flow)
+    in_browser(server, tmp_path, f"point_editor-{server.stack.id}", run_flow)
 
 
 def in_browser(server, tmp_path, name, flow):
@@ -166,7 +166,7 @@ def in_browser(server, tmp_path, name, flow):
     if startup_errors:
         print("frontend errors during startup (not ours):", *startup_errors, sep="\n")
     assert not errors, "\n".join(errors)
-    print(f"browser flow {name} on ComfyUI {server.version}: {time.monotonic() - t0:.1f}s")
+    print(f"browser flow {name} on {server.stack.label}: {time.monotonic() - t0:.1f}s")
 
 
 def run_flow(page, server, tmp_path):
@@ -182,6 +182,7 @@ def run_flow(page, server, tmp_path):
     page.evaluate("() => { app.canvas.ds.scale = 1; app.canvas.ds.offset = [10, 70]; app.graph.setDirtyCanvas(true); }")
 
     state = bh.wait_editor_ready(page, PE)
+    assert_fills_node(page)
     assert state["sizes"] == {"reference": list(REF_SIZE), "lineart": list(LINE_SIZE)}
     assert state["hidden"]["hidden"] and state["hidden"]["options_hidden"], state["hidden"]
     assert not state["hidden"]["element_shown"], "the points textarea is visible"
@@ -277,7 +278,9 @@ def run_flow(page, server, tmp_path):
     assert "point_editor" not in prompt[str(PE)]["inputs"]
 
     # the editor follows its inputs: another upstream image (and it refuses edits on it), a removed link
-    set_image = "([id, name]) => { app.graph.getNodeById(id).widgets.find((w) => w.name === 'image').value = name; }"
+    # as the combo menu does: the value, then the widget's callback
+    set_image = """([id, name]) => { const w = app.graph.getNodeById(id).widgets.find((w) => w.name === 'image');
+        w.value = name; w.callback?.(w.value); }"""
     size_is = """([id, side, size]) =>
         JSON.stringify(app.graph.getNodeById(id).mnPointEditor.imageSize(side)) === JSON.stringify(size)"""
     page.evaluate(set_image, [2, "mn_other.png"])
@@ -298,12 +301,12 @@ def run_flow(page, server, tmp_path):
     # preview as soon as it is set, and the editor stops watching nodes that no longer feed it
     js_source = "\n".join(p.read_text() for p in sorted((ROOT / "js").glob("*.js")))
     assert "setInterval" not in js_source
-    watched = "(id) => [...app.graph.getNodeById(id).mnPointEditor.watched.keys()].map((n) => n.id).sort()"
+    watched = "(id) => [...app.graph.getNodeById(id).mnPointEditor.watched.keys()].map((n) => Number(n.id)).sort()"
     assert page.evaluate(watched, PE) == [2, 3]
     inv = page.evaluate("""([id, url]) => { const pe = app.graph.getNodeById(id);
         const inv = LiteGraph.createNode('ImageInvert'); app.graph.add(inv); inv.pos = [10, 800];
         app.graph.getNodeById(2).connect(0, inv, 0); inv.connect(0, pe, pe.findInputSlot('reference'));
-        const img = new Image(); img.src = url; inv.imgs = [img]; return inv.id; }""",
+        const img = new Image(); img.src = url; inv.imgs = [img]; return Number(inv.id); }""",
                         [PE, server.base_url + "/view?filename=mn_other.png&type=input&subfolder="])
     bh.wait_for(page, size_is, [PE, "reference", list(OTHER_SIZE)], 15, "the preview of a non-LoadImage node")
     assert page.evaluate(watched, PE) == sorted([3, inv])
@@ -327,6 +330,8 @@ def run_flow(page, server, tmp_path):
     bh.wait_for(page, "(id) => app.graph.getNodeById(id).mnPointEditor.pairs.length === 2", PE, 5, "2 pairs")
 
     # 4. queue from the page; the sampler reports the points it used --------------------------------------------
+    bh.wait_editor_settled(page, PE)
+    before_run = assert_fills_node(page)
     before = set(server.client.history())
     page.evaluate("async () => { await app.queuePrompt(0, 1); }")
     entry = wait_for_new_history(server.client, before, timeout=240)
@@ -339,6 +344,11 @@ def run_flow(page, server, tmp_path):
     bh.wait_for(page, """(id) => { const e = app.graph.getNodeById(id).mnPointEditor;
         return e.runSources.reference && e.runSources.lineart; }""", PE, 30, "mn_sources from the run")
     bh.wait_editor_ready(page, PE)
+    time.sleep(0.5)
+    bh.wait_editor_settled(page, PE)
+    after_run = assert_fills_node(page)
+    assert all(abs(a - b) <= 2 for a, b in zip(after_run, before_run)), f"the editor changed size in the run: " \
+        f"{before_run} -> {after_run}"
     time.sleep(0.5)  # let the previews of the run draw before the screenshot
 
 
@@ -355,7 +365,7 @@ EXPECTED_2 = {"reference_size": [list(REF_SIZE), list(OTHER_SIZE)], "lineart_siz
 
 
 def test_reference_selector_in_browser(server, tmp_path):
-    in_browser(server, tmp_path, "point_editor_references", selector_flow)
+    in_browser(server, tmp_path, f"point_editor_references-{server.stack.id}", selector_flow)
 
 
 def selector_flow(page, server, tmp_path):
@@ -428,6 +438,92 @@ def selector_flow(page, server, tmp_path):
                 "the run's two references (ui mn_reference_sources)")
 
 
+THUMBNAIL_STACK = Stack("0.3.75", "1.58.1")  # the template browser of today's ComfyUI
+WORKFLOWS = ROOT / "workflows"
+SAMPLES = ROOT / "docs" / "samples"  # the inputs the shipped workflows load (docs/figures.py)
+THUMBNAIL_WIDTH = 640
+
+
+@pytest.mark.parametrize("server", selected([THUMBNAIL_STACK]), indirect=True, ids=lambda s: s.id)
+def test_template_thumbnails(server, tmp_path):
+    """Each shipped workflow is in the template browser with a thumbnail: the committed <name>.jpg beside it, a
+    cropped screenshot of the workflow loaded in the frontend. A fresh one is rendered here (test-output/
+    thumbnails/); MN_UPDATE_THUMBNAILS=1 writes them into workflows/."""
+    names = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+    listed = json.loads(server.client.get("/workflow_templates"))
+    assert sorted(listed.get(PACK, [])) == names, listed
+    for sample in [*SAMPLES.glob("*.png"), *SAMPLES.glob("*.mp4")]:
+        server.client.upload_image(sample.read_bytes(), name=sample.name)
+    fresh = tmp_path / "thumbnails"
+    in_browser(server, tmp_path, "thumbnails", lambda page, srv, tmp: render_thumbnails(page, names, fresh))
+    (ROOT / "test-output" / "thumbnails").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shot = Image.open(fresh / f"{name}.jpg")
+        shutil.copyfile(fresh / f"{name}.jpg", ROOT / "test-output" / "thumbnails" / f"{name}.jpg")
+        if os.environ.get("MN_UPDATE_THUMBNAILS") == "1":
+            shutil.copyfile(fresh / f"{name}.jpg", WORKFLOWS / f"{name}.jpg")
+        committed = Image.open(WORKFLOWS / f"{name}.jpg")
+        assert committed.format == "JPEG" and committed.width == THUMBNAIL_WIDTH, (name, committed.size)
+        # the committed one shows this graph: the same shape as a fresh render (MN_UPDATE_THUMBNAILS=1 redraws)
+        assert abs(committed.height - shot.height) <= 0.1 * shot.height, (name, committed.size, shot.size)
+        served = server.client.get(f"/api/workflow_templates/{PACK}/{name}.jpg")
+        assert served == (WORKFLOWS / f"{name}.jpg").read_bytes()
+
+
+JS_FIT_GRAPH = """([left, top, right, bottom]) => {  // fit every node into the canvas minus these margins
+    const nodes = app.graph._nodes, title = LiteGraph.NODE_TITLE_HEIGHT || 30;
+    const x0 = Math.min(...nodes.map((n) => n.pos[0])), y0 = Math.min(...nodes.map((n) => n.pos[1] - title));
+    const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+    const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+    const rect = app.canvas.canvas.getBoundingClientRect();
+    const w = rect.width - left - right, h = rect.height - top - bottom;
+    const scale = Math.min(w / (x1 - x0), h / (y1 - y0), 1);
+    const px = left + (w - (x1 - x0) * scale) / 2, py = top + (h - (y1 - y0) * scale) / 2;
+    app.canvas.ds.scale = scale;
+    app.canvas.ds.offset = [px / scale - x0, py / scale - y0];
+    app.graph.setDirtyCanvas(true, true);
+    return {x: rect.left + px, y: rect.top + py, width: (x1 - x0) * scale, height: (y1 - y0) * scale};
+}"""
+
+
+def render_thumbnails(page, names, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        workflow = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+        time.sleep(1.0)  # the LoadImage previews
+        clip = page.evaluate(JS_FIT_GRAPH, [90, 110, 40, 90])
+        time.sleep(0.5)
+        png = page.screenshot(clip={k: round(v) for k, v in clip.items()})
+        image = Image.open(io.BytesIO(png)).convert("RGB")
+        height = round(image.height * THUMBNAIL_WIDTH / image.width)
+        image.resize((THUMBNAIL_WIDTH, height), Image.LANCZOS).save(folder / f"{name}.jpg", quality=82,
+                                                                   optimize=True)
+
+
+def test_every_workflow_has_a_thumbnail():
+    """The template browser shows <name>.jpg beside <name>.json (made by test_template_thumbnails)."""
+    for workflow in WORKFLOWS.glob("*.json"):
+        thumbnail = workflow.with_suffix(".jpg")
+        assert thumbnail.is_file(), f"{thumbnail} is missing: MN_UPDATE_THUMBNAILS=1 pytest tests/browser -k thumb"
+        assert Image.open(thumbnail).format == "JPEG"
+
+
+def assert_fills_node(page) -> list[float]:
+    """The editor's canvas takes the node's width and most of its free height (Nodes 2.0 included), and the editor
+    is kept out of the properties panel; returns [canvas width, canvas height] in CSS px."""
+    m = page.evaluate("""(id) => { const n = app.graph.getNodeById(id); const e = n.mnPointEditor;
+        const c = e.canvas.getBoundingClientRect(); const k = app.canvas.ds.scale;
+        return {canvas: [c.width / k, c.height / k], node: [n.size[0], n.size[1]],
+                hideInPanel: e.domWidget.options?.hideInPanel}; }""", PE)
+    (cw, chh), (nw, nh) = m["canvas"], m["node"]
+    assert cw >= 0.85 * nw, f"the editor is {cw:.0f} px wide in a {nw:.0f} px node: {m}"
+    # the node's own parts (title, 7 input slots, the toolbar) take at most ~45 % of its 620 px
+    assert chh >= 0.55 * nh, f"the editor is {chh:.0f} px high in a {nh:.0f} px node: {m}"
+    assert m["hideInPanel"] is True
+    return [cw, chh]
+
+
 def disc_colours(page, points) -> list[str]:
     """The colour drawn at the centre of each (side, image pixel) of the Point Editor's canvas."""
     return page.evaluate("""([id, points]) => {
@@ -458,12 +554,10 @@ def wait_for_new_history(client, before: set, timeout: float) -> dict:
     raise AssertionError(f"no finished prompt in /history after {timeout}s; queue={client.queue()}")
 
 
-def test_palette_matches_python():
-    """js/point_editor.js draws pair k in PALETTE[k-1] of nodes/points.py (same colours as the previews)."""
-    js = (ROOT / "js" / "point_editor.js").read_text()
-    m = re.search(r"const PALETTE = \[([^\]]*)\]", js)
-    assert m, "no PALETTE in js/point_editor.js"
-    assert re.findall(r'"(#[0-9a-fA-F]{6})"', m.group(1)) == python_palette()
+def test_js_constants_match_python():
+    """js/point_editor.js: 24 distinct pair colours, and mn_core's pair limit."""
     from mn_core.points import MAX_PAIRS
 
+    assert len(PALETTE) == MAX_PAIRS == len(set(PALETTE))
+    js = (ROOT / "js" / "point_editor.js").read_text()
     assert int(re.search(r"const MAX_PAIRS = (\d+);", js).group(1)) == MAX_PAIRS

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mn_core import attention
-from mn_core.attention import CrossAttention, ReferenceReader, round_bank, transformer_blocks
+from mn_core.attention import CrossAttention, round_bank, transformer_blocks
 from mn_core.denoise import Denoiser, StepInputs, controlnet_residuals
 from mn_core.lineart import from_drawing as lineart_from_drawing
 

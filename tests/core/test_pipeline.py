@@ -78,8 +78,8 @@ def test_cleanup_and_binarize(sample_images):
 
 def test_letterbox_padding_has_no_lines(tiny, sample_images):
     art = tiny.extract_lineart(sample_images["reference"], size=128, fit="letterbox")  # 160x120 -> bands top/bottom
-    top, _, _, h = art.fit.box[1], 0, 0, art.fit.box[3]
-    assert art.values[..., :art.fit.box[1], :].max() == 0 and art.values[..., art.fit.box[1] + h:, :].max() == 0
+    _, top, _, h = art.fit.box
+    assert top > 0 and art.values[..., :top, :].max() == 0 and art.values[..., top + h:, :].max() == 0
 
 
 def test_rgba_reference_is_composited_on_white(tiny, sample_images):

@@ -1,6 +1,5 @@
 """DDIM and the three-way guidance, checked against diffusers' DDIMScheduler and the official formula."""
 
-import json
 
 import pytest
 import torch

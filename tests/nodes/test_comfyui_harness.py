@@ -1,8 +1,7 @@
 """Smoke test of tests/support/comfyui_harness.py against a real ComfyUI server.
 
-Runs in the normal suite. By default this is the 2024 ComfyUI from
-tests/support/comfyui_setup.py (downloaded on first use); MN_COMFYUI_DIR /
-MN_COMFYUI_PYTHON select another checkout (see comfyui_harness).
+Runs in the normal suite, on every server of support.stacks.API_STACKS
+(provided by tests/support/comfyui_setup.py on first use).
 
 The server loads a throwaway custom node pack written to tmp (folder name
 with '-' on purpose, plus a WEB_DIRECTORY) instead of the MangaNinja pack.
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import comfyui_harness as ch
+from support.stacks import API_STACKS, selected
 
 PACK_NAME = "mn-smoke-pack"
 EXPECTED_FAILURE = "MN_SMOKE_EXPECTED_FAILURE"
@@ -112,11 +112,11 @@ def _write_pack(root: Path) -> Path:
     return pack
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("comfyui")
+@pytest.fixture(scope="module", params=selected(API_STACKS), ids=lambda s: s.id)
+def server(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"comfyui-{request.param.id}")
     pack = _write_pack(base / "packs")
-    with ch.comfyui_server(base, packs={PACK_NAME: pack}, models_dir=base / "models") as srv:
+    with ch.comfyui_server(base, packs={PACK_NAME: pack}, models_dir=base / "models", stack=request.param) as srv:
         yield srv
 
 
@@ -217,7 +217,7 @@ def test_progress_and_interrupt(client):
 
 
 def test_shared_comfyui_dir_untouched(server):
-    src = ch.comfyui_source_dir()
+    src = server.stack.source()
     assert not (src / "user").exists()
     assert not list((src / "output").glob("mn_smoke*"))
     assert not list((src / "input").glob("mn_upload*"))

@@ -1,4 +1,4 @@
-"""The pack in a real ComfyUI server (the 2024 ComfyUI by default; MN_COMFYUI / MN_FRONTEND select another stack).
+"""The pack in real ComfyUI servers: the 2024 one and ComfyUI 0.3.75 (support.stacks.API_STACKS).
 
 The server runs with the pack linked into custom_nodes and tiny random weights in a temporary models folder. Every
 shipped API workflow is queued as committed, except: processing size 256 and 4 steps (tiny weights at 512 px are
@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from support import ROOT, comfyui_harness as ch, draw_samples, load_module
+from support.stacks import API_STACKS, selected
 
 _build = load_module(ROOT / "workflows" / "build.py", "mn_workflows_build")  # the generator of workflows/*.json
 GRAPHS, INPUT_IMAGES, WORKFLOWS, render = _build.GRAPHS, _build.INPUT_IMAGES, _build.WORKFLOWS, _build.render
@@ -68,14 +69,14 @@ def decode_video(data: bytes) -> tuple[list[np.ndarray], float]:
         return frames, float(stream.average_rate)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=selected(API_STACKS), ids=lambda s: s.id)
+def server(request, tmp_path_factory):
     from mn_core import synthetic
 
-    base = tmp_path_factory.mktemp("comfyui-it")
+    base = tmp_path_factory.mktemp(f"comfyui-it-{request.param.id}")
     models = base / "models"
     synthetic.write_layout(models / "manganinja", synthetic.TINY)
-    with ch.comfyui_server(base, packs={PACK_NAME: ROOT}, models_dir=models) as srv:
+    with ch.comfyui_server(base, packs={PACK_NAME: ROOT}, models_dir=models, stack=request.param) as srv:
         for name, img in make_test_images().items():
             buf = io.BytesIO()
             img.save(buf, "PNG")

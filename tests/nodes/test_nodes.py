@@ -245,10 +245,10 @@ def test_point_editor_node(pack, sample_images, comfy_env):
     points = out["result"][0]
     assert points.pairs == (((80, 50), (48, 45)), ((10, 10), (90, 130)))
     assert points.reference_size == (160, 120) and points.lineart_size == (96, 140)
-    assert len(out["ui"]["images"]) == 2 and len(out["ui"]["mn_sources"]) == 2
+    assert "images" not in out["ui"] and len(out["ui"]["mn_sources"]) == 2  # the editor shows them, no previews
     assert json.loads(out["ui"]["mn_points"][0])["pairs"][1]["lineart"] == [90, 130]
     temp = comfy_env["folder_paths"].get_temp_directory()
-    assert all((__import__("pathlib").Path(temp) / p["filename"]).is_file() for p in out["ui"]["images"])
+    assert all((__import__("pathlib").Path(temp) / p["filename"]).is_file() for p in out["ui"]["mn_sources"])
     kj = node.run(ref, line, "", '[{"x": 80, "y": 50}]', '[{"x": 48, "y": 45}]')["result"][0]
     assert kj.pairs == (((80, 50), (48, 45)),)
     with pytest.raises(pack.mn_core.PointsError, match="outside the 96x140 line art"):
@@ -267,7 +267,7 @@ def test_point_editor_several_references(pack, sample_images, comfy_env):
     out = node.run(ref, line, text, reference_2=other)
     points = out["result"][0]
     assert points.reference_indices == (0, 1) and points.reference_size == ((160, 120), (70, 50))
-    assert len(out["ui"]["images"]) == 3 and len(out["ui"]["mn_reference_sources"]) == 2
+    assert len(out["ui"]["mn_reference_sources"]) == 2
     assert len(out["ui"]["mn_sources"]) == 2  # [first reference, line art], as with one reference
     assert json.loads(out["ui"]["mn_points"][0])["pairs"][1]["reference_index"] == 1
     # the same two references as one batch give the same points (sizes filled in from the images)

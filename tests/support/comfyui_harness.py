@@ -11,16 +11,12 @@ Plain functions/classes, meant to be wrapped by pytest fixtures::
         entry = client.run_prompt(graph, timeout=60)
         images = client.fetch_images(entry)
 
-Which ComfyUI (the "stack"):
+Which ComfyUI: ``comfyui_server(..., stack=Stack(...))`` (see :mod:`stacks`)
+runs that server with its interpreter and frontend. Without a stack:
 
-``MN_COMFYUI``
-    a server of :data:`comfyui_setup.SERVERS` (``2024``, the default, or
-    ``0.3.75``), provided with its interpreter on first use.
-``MN_FRONTEND``
-    a frontend of :data:`comfyui_setup.FRONTENDS` (``1.58.1``, ``1.32.9``)
-    served with ``--front-end-root``. Default: the server's own.
 ``MN_COMFYUI_DIR`` / ``MN_COMFYUI_PYTHON``
-    any other ComfyUI source dir and the interpreter that runs it.
+    any ComfyUI source dir and the interpreter that runs it. Default: the
+    2024 server from :mod:`comfyui_setup`, in this interpreter.
 
 The shared ComfyUI source dir is never written to by the server: each
 instance is a private dir in which ComfyUI's top-level files are copied
@@ -116,42 +112,23 @@ class PromptExecutionError(ComfyUIError):
 # locating ComfyUI
 # --------------------------------------------------------------------------------------
 
-def server_name() -> str:
-    return os.environ.get("MN_COMFYUI") or "2024"
-
-
-def frontend_version() -> str | None:
-    return os.environ.get("MN_FRONTEND") or None
-
-
-def stack_label() -> str:
-    """e.g. 'ComfyUI 0.3.75 + frontend 1.58.1' (for messages and test ids)."""
-    front = frontend_version()
-    return f"ComfyUI {server_name()}" + (f" + frontend {front}" if front else "")
-
-
 def comfyui_source_dir() -> Path:
-    """$MN_COMFYUI_DIR, else the $MN_COMFYUI server (downloaded/extracted on first use)."""
+    """$MN_COMFYUI_DIR, else the 2024 server (downloaded/extracted on first use)."""
     env = os.environ.get("MN_COMFYUI_DIR")
     if env:
         path = Path(env).expanduser().resolve()
         if not (path / "main.py").is_file():
             raise ComfyUIError(f"MN_COMFYUI_DIR={env} has no main.py")
         return path
-    return comfyui_setup.ensure_comfyui(server_name(), quiet=True)
+    return comfyui_setup.ensure_comfyui("2024", quiet=True)
 
 
 def comfyui_python() -> str:
-    """$MN_COMFYUI_PYTHON (a path, made absolute, or a name on PATH), else the $MN_COMFYUI server's interpreter."""
+    """$MN_COMFYUI_PYTHON (a path, made absolute, or a name on PATH), else sys.executable."""
     env = os.environ.get("MN_COMFYUI_PYTHON")
     if not env:
-        return comfyui_setup.ensure_python(server_name(), quiet=True)
+        return sys.executable
     return os.path.abspath(env) if os.sep in env else env
-
-
-def frontend_args() -> list[str]:
-    front = frontend_version()
-    return ["--front-end-root", str(comfyui_setup.ensure_frontend(front, quiet=True))] if front else []
 
 
 def comfyui_version(source: Path) -> str:
@@ -639,7 +616,7 @@ class ComfyUIServer:
         args = [self.python, "-u", "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                 "--disable-auto-launch"]
         args += supported_flags(self.instance_dir, OPTIONAL_FLAGS)
-        return args + frontend_args() + self.extra_args
+        return args + self.extra_args
 
     def start(self, timeout: float = 120.0, retries: int = 3) -> "ComfyUIServer":
         fixed_port = self.port is not None
@@ -761,16 +738,22 @@ def comfyui_server(
     extra_args: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 120.0,
+    stack=None,
 ) -> Iterator[ComfyUIServer]:
     """prepare_instance(base_dir/'comfyui') + start; stops on exit.
 
-    The log is base_dir/'comfyui.log' (outside the instance dir).
+    The log is base_dir/'comfyui.log' (outside the instance dir). ``stack`` (a :class:`stacks.Stack`) gives the
+    source, interpreter and frontend.
     """
     base = Path(base_dir)
+    if stack is not None:
+        source, python = source or stack.source(), python or stack.python()
+        extra_args = list(stack.server_args()) + list(extra_args)
     root = prepare_instance(base / "comfyui", source=source, packs=packs, models_dir=models_dir,
                             model_folders=model_folders)
     server = ComfyUIServer(root, python=python, extra_args=extra_args, env=env,
                            log_path=base / "comfyui.log")
+    server.stack = stack
     try:
         server.start(timeout=startup_timeout)
         yield server

@@ -19,7 +19,7 @@ Frontends (``FRONTENDS``): ``comfyui-frontend-package`` wheels unpacked into the
 Usage as a script::
 
     python tests/support/comfyui_setup.py                       # the 2024 server (idempotent)
-    python tests/support/comfyui_setup.py --server 0.3.75 --frontend 1.58.1 --frontend 1.32.9
+    python tests/support/comfyui_setup.py --server 0.3.75 --frontend 1.58.1 --frontend 1.32.9 --manager
     python tests/support/comfyui_setup.py --install-deps        # also pip install COMFYUI_2024_PACKAGES
     python tests/support/comfyui_setup.py --print-packages
 
@@ -90,6 +90,7 @@ FRONTENDS = {
 COMFYUI_2024_PACKAGES = ["torchsde", "einops", "transformers", "safetensors", "aiohttp", "pyyaml", "Pillow", "scipy",
                          "tqdm", "psutil", "kornia"]
 SKIPPED_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}  # see the module docstring
+MANAGER = "comfyui-manager==4.3"  # its cm-cli installs packs the way most users do (tests/nodes/test_manager_install.py)
 UNAVAILABLE = {"torchaudio"}  # ComfyUI's failed imports of these are not errors of ours (see the harness)
 
 
@@ -263,6 +264,21 @@ def ensure_python(name: str = "2024", cache: Path | None = None, quiet: bool = F
     return str(python)
 
 
+def ensure_manager(name: str = "0.3.75", cache: Path | None = None, quiet: bool = False) -> Path:
+    """ComfyUI-Manager (MANAGER) in server ``name``'s venv; returns its cm-cli."""
+    cache = cache or cache_dir()
+    python = Path(ensure_python(name, cache, quiet))
+    cli = python.parent / "cm-cli"
+    marker = cache / f"venv-{name}" / ".mn_manager"
+    if not (cli.is_file() and marker.is_file() and marker.read_text() == MANAGER):
+        with _locked(cache / ".setup.lock"):
+            _log(f"installing {MANAGER} into {python.parent.parent}", quiet)
+            subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                            "--disable-pip-version-check", MANAGER], check=True)
+            marker.write_text(MANAGER)
+    return cli
+
+
 def missing_packages(python: str = sys.executable) -> list[str]:
     """Which of COMFYUI_2024_PACKAGES are not importable by ``python``."""
     import_names = {"pyyaml": "yaml", "Pillow": "PIL"}
@@ -289,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="server(s) to provide, with their venvs (default: 2024)")
     ap.add_argument("--frontend", action="append", choices=list(FRONTENDS), default=[],
                     help="frontend package(s) to unpack for --front-end-root")
+    ap.add_argument("--manager", action="store_true", help=f"install {MANAGER} into the 0.3.75 server's venv")
     ap.add_argument("--install-deps", action="store_true", help="pip install the packages 2024 ComfyUI needs")
     ap.add_argument("--print-packages", action="store_true", help="print the pip packages 2024 ComfyUI needs and exit")
     ap.add_argument("-q", "--quiet", action="store_true")
@@ -301,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_comfyui(name, cache, args.quiet), ensure_python(name, cache, args.quiet))
     for version in args.frontend:
         print(ensure_frontend(version, cache, args.quiet))
+    if args.manager:
+        print(ensure_manager("0.3.75", cache, args.quiet))
     if args.install_deps:
         install_packages(quiet=args.quiet)
     return 0
