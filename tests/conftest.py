@@ -82,3 +82,18 @@ def hub(monkeypatch, tmp_path):
     yield fake
     huggingface_hub.close_session()
     fake.stop()
+
+
+# ---- the tested matrix (support/matrix.py) ---------------------------------------------------------------------
+from support.matrix import Recorder  # noqa: E402
+
+_MATRIX = Recorder()
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _MATRIX.add(report.nodeid, report.outcome, report.duration)
+
+
+def pytest_sessionfinish(session):
+    _MATRIX.write()

@@ -61,6 +61,25 @@ def test_colorize_writes_the_image_and_line_art(tiny_models, inputs, tmp_path):
     assert diff.max() <= 1
 
 
+def test_readme_quick_start_runs_as_written(tiny_models, tmp_path):
+    """The README's one-line quick start, from `-m mn_core` on, with only the model folder swapped for the tiny
+    weights (no download here; the download itself is tested against the fake hub) and the output moved to tmp:
+    the sample drawings it names ship in the repository."""
+    import re
+    import shlex
+
+    block = re.search(r"## Quick start.*?```bash\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S).group(1)
+    args = shlex.split(block.split("-m mn_core", 1)[1])
+    assert args[:4] == ["colorize", "--models", "checkpoints", "--download"], args
+    for flag in ("--reference", "--lineart"):
+        assert (ROOT / args[args.index(flag) + 1]).is_file(), args[args.index(flag) + 1]
+    args[2:4] = [str(tiny_models)]
+    args[args.index("--out") + 1] = str(tmp_path / "coloured.png")
+    out = run(*args, "--steps", 1, "--size", 128)
+    assert out.returncode == 0, out.stderr
+    assert Image.open(tmp_path / "coloured.png").size == Image.open(ROOT / "docs/samples/manganinja_lineart.png").size
+
+
 def test_extract_mode(tiny_models, inputs, tmp_path):
     out = run("colorize", "--models", tiny_models, "--reference", inputs / "ref.png", "--lineart",
               inputs / "ref.png", "--extract", "--steps", 1, "--size", 128, "--fit", "stretch",
