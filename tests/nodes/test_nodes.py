@@ -24,7 +24,7 @@ PACK = "comfyui_manganinja_under_test"
 
 
 @pytest.fixture(scope="module")
-def comfy_env():
+def comfy_env(tmp_path_factory):
     source = comfyui_setup.ensure_comfyui("2024", quiet=True)
     sys.path.insert(0, str(source))
     import comfy.cli_args
@@ -32,6 +32,10 @@ def comfy_env():
     comfy.cli_args.args.cpu = True  # this machine has no GPU; ComfyUI would otherwise ask CUDA
     import comfy.model_management as mm
     import folder_paths
+
+    # previews and outputs go to this test's folders, never into the shared ComfyUI checkout
+    folder_paths.set_temp_directory(str(tmp_path_factory.mktemp("comfy-temp")))
+    folder_paths.set_output_directory(str(tmp_path_factory.mktemp("comfy-output")))
 
     return {"mm": mm, "folder_paths": folder_paths}
 

@@ -132,14 +132,14 @@ def comfyui_python() -> str:
 
 
 def comfyui_version(source: Path) -> str:
-    """'0.3.64' from comfyui_version.py; 2024 checkouts have none."""
+    """'0.3.75' from comfyui_version.py; 2024 checkouts have none."""
     vf = Path(source) / "comfyui_version.py"
     if vf.is_file():
         m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", vf.read_text())
         if m:
             return m.group(1)
     marker = Path(source) / comfyui_setup.MARKER
-    if marker.is_file() and comfyui_setup.COMFYUI_2024_COMMIT in marker.read_text():
+    if marker.is_file() and re.search(r"^server=2024$", marker.read_text(), re.M):
         return "2024-03-22+" + comfyui_setup.COMFYUI_2024_COMMIT[:8]
     return "unknown"
 

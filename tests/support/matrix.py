@@ -26,7 +26,8 @@ class Recorder:
     def __init__(self):
         self.rows: dict[str, dict] = {}
 
-    def add(self, nodeid: str, outcome: str, seconds: float) -> None:
+    def add(self, nodeid: str, outcome: str | None, seconds: float) -> None:
+        """One phase of a test: its outcome if it counts (None: only its time), and its duration."""
         params = nodeid[nodeid.rfind("["):] if nodeid.endswith("]") else ""
         stack = next((sid for sid in sorted(STACK_IDS, key=len, reverse=True)  # "...-vue" before its prefix
                       if re.search(rf"[\[-]{re.escape(sid)}[\]-]", params)), None)
@@ -37,7 +38,8 @@ class Recorder:
         kind = "browser" if "/browser/" in nodeid else "manager install" if stack == "0.3.75" else "api"
         row = self.rows.setdefault(f"{kind} {stack}", {"kind": kind, "stack": stack, "passed": 0, "failed": 0,
                                                        "skipped": 0, "seconds": 0.0})
-        row[outcome] = row.get(outcome, 0) + 1
+        if outcome:
+            row[outcome] = row.get(outcome, 0) + 1
         row["seconds"] += seconds
 
     def write(self) -> None:
