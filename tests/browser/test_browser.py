@@ -183,6 +183,8 @@ def run_flow(page, server, tmp_path):
 
     state = bh.wait_editor_ready(page, PE)
     assert_fills_node(page)
+    if server.stack.properties_panel:
+        assert_properties_panel(page)
     assert state["sizes"] == {"reference": list(REF_SIZE), "lineart": list(LINE_SIZE)}
     assert state["hidden"]["hidden"] and state["hidden"]["options_hidden"], state["hidden"]
     assert not state["hidden"]["element_shown"], "the points textarea is visible"
@@ -522,6 +524,33 @@ def assert_fills_node(page) -> list[float]:
     assert chh >= 0.55 * nh, f"the editor is {chh:.0f} px high in a {nh:.0f} px node: {m}"
     assert m["hideInPanel"] is True
     return [cw, chh]
+
+
+JS_PANEL_TEXT = """async (id) => {  // the properties panel's text with node `id` selected
+    app.canvas.deselectAll?.();
+    app.canvas.selectNode(app.graph.getNodeById(id));
+    for (let i = 0; i < 50; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const panel = document.querySelector('[data-testid="properties-panel"]');
+        if (panel && panel.innerText.includes(app.graph.getNodeById(id).title)) return panel.innerText;
+    }
+    return null;
+}"""
+
+
+def assert_properties_panel(page) -> None:
+    """The properties panel lists the sampler's widgets (it works) and no row for the editor's DOM widget."""
+    page.evaluate("async () => { await app.extensionManager.setting.set('Comfy.RightSidePanel.IsOpen', true); }")
+    try:
+        sampler = page.evaluate(JS_PANEL_TEXT, SAMPLER)
+        assert sampler and "guidance_point" in sampler, f"the properties panel did not list the sampler: {sampler}"
+        editor = page.evaluate(JS_PANEL_TEXT, PE)
+        assert editor is not None, "the properties panel did not show the Point Editor"
+        assert "point_editor" not in editor and "points" not in editor.split("\n"), editor
+    finally:
+        page.evaluate("async () => { await app.extensionManager.setting.set('Comfy.RightSidePanel.IsOpen', false);"
+                      " app.canvas.deselectAll?.(); }")
+        bh.wait_editor_settled(page, PE)
 
 
 def disc_colours(page, points) -> list[str]:

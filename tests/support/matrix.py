@@ -51,12 +51,13 @@ class Recorder:
 
 def table(record: dict) -> str:
     lines = [f"Tested on {record['date']} (`bash .ci/run`; times are this machine's, 2 CPU cores):", "",
-             "| tests | server | frontend | node mode | passed | failed | time |", "|---|---|---|---|---|---|---|"]
+             "| tests | server | frontend | node mode | passed | skipped | failed | time |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in sorted(record["rows"], key=lambda r: (r["kind"], r["stack"])):
         s = STACK_IDS[row["stack"]]
-        front = s.frontend or ("its own (1.x of 2024)" if s.server == "2024" else "its own")
+        front = s.frontend or ("its own (web/ of 2024)" if s.server == "2024" else "its own (1.32.9)")
         lines.append(f"| {row['kind']} | ComfyUI {s.server} | {front} | {'Nodes 2.0' if s.vue else 'classic'} | "
-                     f"{row['passed']} | {row['failed']} | {row['seconds']:.0f} s |")
+                     f"{row['passed']} | {row['skipped']} | {row['failed']} | {row['seconds']:.0f} s |")
     return "\n".join(lines)
 
 

@@ -44,6 +44,11 @@ class Stack:
             return []
         return ["--front-end-root", str(comfyui_setup.ensure_frontend(self.frontend, quiet=True))]
 
+    @property
+    def properties_panel(self) -> bool:
+        """The frontend has the right-side properties panel (1.32.9 and the 2024 one have none)."""
+        return self.frontend == "1.58.1"
+
     def settings(self) -> dict:
         """Frontend settings for user/default/comfy.settings.json (the 2024 frontend ignores the file)."""
         return {"Comfy.VueNodes.Enabled": True} if self.vue else {}
