@@ -21,3 +21,20 @@ def test_registry_fields_are_complete():
     assert listed == meta["dependencies"]
     readme = (ROOT / "README.md").read_text()
     assert comfy["PublisherId"] in readme and "placeholders" in readme
+
+
+def test_readme_matrix_covers_every_stack():
+    """The README's tested matrix (tests/support/matrix.py) has a row for every stack the suite runs on."""
+    from support.matrix import END, START, STACK_IDS
+    from support.stacks import API_STACKS, BROWSER_STACKS
+
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme[readme.index(START):readme.index(END)].splitlines() if line.startswith("| ")][1:]
+    seen = {(r.split("|")[1].strip(), r.split("|")[2].strip(), r.split("|")[3].strip(), r.split("|")[4].strip())
+            for r in rows}
+    for kind, stacks in (("api", API_STACKS), ("browser", BROWSER_STACKS)):
+        for s in stacks:
+            front = s.frontend or ("its own (web/ of 2024)" if s.server == "2024" else "its own (1.32.9)")
+            assert (kind, f"ComfyUI {s.server}", front, "Nodes 2.0" if s.vue else "classic") in seen, (kind, s.id)
+    assert all(r.split("|")[7].strip() == "0" for r in rows), "the README's matrix records failures"
+    assert "0.3.75" in STACK_IDS
