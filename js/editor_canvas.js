@@ -17,6 +17,10 @@
 import { api } from "../../scripts/api.js";
 
 const LABEL_HEIGHT = 18;
+// Toolbar controls (buttons, the selector) look like the frontend's inputs.
+const CONTROL_STYLE = { font: "12px sans-serif", background: "var(--comfy-input-bg, #333)",
+                        color: "var(--input-text, #ddd)", border: "1px solid var(--border-color, #555)",
+                        borderRadius: "4px" };
 const PAD = 6;
 const NOTICE_MS = 4000;
 
@@ -233,13 +237,23 @@ export class EditorCanvas {
     b.textContent = label;
     b.title = title;
     b.className = `mn-${label.toLowerCase()}`;
-    Object.assign(b.style, { font: "12px sans-serif", padding: "1px 8px", cursor: "pointer",
-                             background: "var(--comfy-input-bg, #333)", color: "var(--input-text, #ddd)",
-                             border: "1px solid var(--border-color, #555)", borderRadius: "4px" });
+    Object.assign(b.style, CONTROL_STYLE, { padding: "1px 8px", cursor: "pointer" });
     b.addEventListener("pointerdown", (e) => e.stopPropagation());
     b.addEventListener("click", (e) => { e.stopPropagation(); action(); });
     this.bar.insertBefore(b, this.status);
     return b;
+  }
+
+  // A toolbar <select> (class `className`, hidden until shown), placed before the status text; onChange(value).
+  addSelect(className, title, onChange) {
+    const s = document.createElement("select");
+    s.className = className;
+    s.title = title;
+    Object.assign(s.style, CONTROL_STYLE, { display: "none" });
+    for (const name of ["pointerdown", "keydown"]) s.addEventListener(name, (e) => e.stopPropagation());
+    s.addEventListener("change", () => onChange(s.value));
+    this.bar.insertBefore(s, this.status);
+    return s;
   }
 
   // ---- events (overridden) ----------------------------------------------------------------------------------

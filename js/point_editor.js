@@ -109,15 +109,8 @@ class PointEditor extends EditorCanvas {
     this.lastText = null;
     this.addButton("Undo", "Undo the last change (Ctrl+Z while the editor has focus)", () => this.undo());
     this.addButton("Clear", "Remove all pairs", () => this.clear());
-    this.selector = document.createElement("select");
-    this.selector.className = "mn-reference-select";
-    this.selector.title = "The reference shown on the left: new pairs belong to it";
-    Object.assign(this.selector.style, { font: "12px sans-serif", display: "none",
-                                         background: "var(--comfy-input-bg, #333)", color: "var(--input-text, #ddd)",
-                                         border: "1px solid var(--border-color, #555)", borderRadius: "4px" });
-    for (const name of ["pointerdown", "keydown"]) this.selector.addEventListener(name, (e) => e.stopPropagation());
-    this.selector.addEventListener("change", () => this.selectReference(Number(this.selector.value)));
-    this.bar.insertBefore(this.selector, this.status);
+    this.selector = this.addSelect("mn-reference-select", "The reference shown on the left: new pairs belong to it",
+                                   (value) => this.selectReference(Number(value)));
     // a value set from outside (a script, another extension); our own commits are recognised by lastText
     this.unwatchValue = watchWidgetValue(widget, () => this.refresh());
     node.setSize([Math.max(node.size[0], 560), Math.max(node.size[1], 420)]);

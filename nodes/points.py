@@ -53,9 +53,10 @@ class PointEditor:
             parsed = mn_points.pairs_from_coordinates(reference_coordinates or "[]", lineart_coordinates or "[]")
         else:
             parsed = mn_points.parse(points)
-        parsed = mn_points.Points(parsed.pairs, reference_sizes(parsed, [r.size for r in refs]),
-                                  parsed.lineart_size or line.size, parsed.reference_indices)
-        mn_points.validate(parsed, [r.size for r in refs], line.size)
+        sizes = [r.size for r in refs]
+        parsed = mn_points.Points(parsed.pairs, reference_sizes(parsed, sizes), parsed.lineart_size or line.size,
+                                  parsed.reference_indices)
+        mn_points.validate(parsed, sizes, line.size)
         sources = [bridge.save_preview(ref, f"manganinja_ref{k + 1}") for k, ref in enumerate(refs)]
         line_source = bridge.save_preview(line, "manganinja_lineart")
         # No "images": the editor shows the images and points already, and previews would take its room.

@@ -48,12 +48,16 @@ def loader(id_, pos):
                  ("controlnet", "auto")], outputs=[("model", "MANGANINJA_MODEL")], title="Load MangaNinja")
 
 
+def more_references(more=()) -> list:
+    """The optional inputs reference_2..4 (Reference Encode, Point Editor), fed by the sources in ``more``."""
+    return [(name, "IMAGE", src) for name, src in zip(("reference_2", "reference_3", "reference_4"),
+                                                       list(more) + [None] * 3)]
+
+
 def reference_encode(id_, pos, model, image, more=(), combine="tile"):
-    extra = [(name, "IMAGE", src) for name, src in zip(("reference_2", "reference_3", "reference_4"),
-                                                        list(more) + [None] * 3)]
     return Node(id_, "MangaNinjaReferenceEncode", pos, (315, 200),
                 [("size", 512), ("fit", "letterbox"), ("reference_seed", 0), ("combine", combine)],
-                [("model", "MANGANINJA_MODEL", model), ("reference", "IMAGE", image)] + extra,
+                [("model", "MANGANINJA_MODEL", model), ("reference", "IMAGE", image)] + more_references(more),
                 [("reference", "MANGANINJA_REFERENCE")], title="Reference Encode")
 
 
@@ -90,11 +94,10 @@ def basic() -> list[Node]:
 
 
 def point_editor(id_, pos, reference, lineart, more=()):
-    extra = [(name, "IMAGE", src) for name, src in zip(("reference_2", "reference_3", "reference_4"),
-                                                        list(more) + [None] * 3)]
     return Node(id_, "MangaNinjaPointEditor", pos, (700, 520), [("points", EXAMPLE_POINTS)],
                 [("reference", "IMAGE", reference), ("lineart", "IMAGE", lineart),
-                 ("reference_coordinates", "STRING", None), ("lineart_coordinates", "STRING", None)] + extra,
+                 ("reference_coordinates", "STRING", None), ("lineart_coordinates", "STRING", None)]
+                + more_references(more),
                 [("points", "MANGANINJA_POINTS")], title="Point Editor")
 
 

@@ -452,7 +452,7 @@ def test_template_thumbnails(server, tmp_path):
     cropped screenshot of the workflow loaded in the frontend. A fresh one is rendered here (test-output/
     thumbnails/); MN_UPDATE_THUMBNAILS=1 writes them into workflows/."""
     names = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
-    listed = json.loads(server.client.get("/workflow_templates"))
+    listed = server.client.get_json("/workflow_templates")
     assert sorted(listed.get(PACK, [])) == names, listed
     for sample in [*SAMPLES.glob("*.png"), *SAMPLES.glob("*.mp4")]:
         server.client.upload_image(sample.read_bytes(), name=sample.name)

@@ -51,7 +51,7 @@ def publish(tmp: Path) -> Path:
 def versions(python: str) -> dict[str, str]:
     out = subprocess.run([python, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
                          capture_output=True, text=True, check=True).stdout
-    return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out)}
+    return {comfyui_setup.requirement_name(p["name"]): p["version"] for p in json.loads(out)}
 
 
 @pytest.mark.skipif(STACK not in selected([STACK]), reason="MN_STACKS leaves out ComfyUI 0.3.75")
@@ -65,8 +65,7 @@ def test_manager_installs_the_pack_from_git(tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         root = ch.prepare_instance(tmp_path / "comfyui", source=STACK.source())
-        comfy_reqs = [r.split("=")[0].split(">")[0].split("~")[0].strip().lower()
-                      for r in comfyui_setup.server_requirements(root)]
+        comfy_reqs = [comfyui_setup.requirement_name(r) for r in comfyui_setup.server_requirements(root)]
         before = versions(python)
         url = f"http://127.0.0.1:{httpd.server_address[1]}/{PACK}.git"
         run = subprocess.run([str(cli), "install", url, "--mode", "local", "--exit-on-fail"],

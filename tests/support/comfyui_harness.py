@@ -271,7 +271,8 @@ class ComfyUIServer:
 
     def __init__(self, instance_dir: str | os.PathLike, *, python: str | None = None,
                  port: int | None = None, extra_args: Iterable[str] = (),
-                 env: Mapping[str, str] | None = None, log_path: str | os.PathLike | None = None):
+                 env: Mapping[str, str] | None = None, log_path: str | os.PathLike | None = None,
+                 stack=None):
         self.instance_dir = Path(instance_dir)
         self.python = python or comfyui_python()
         self.port = port
@@ -282,6 +283,7 @@ class ComfyUIServer:
         self._log_fh = None
         self.startup_seconds: float | None = None
         self.version = comfyui_version(self.instance_dir)
+        self.stack = stack  # the stacks.Stack it runs, if it was started from one
 
     @property
     def base_url(self) -> str:
@@ -431,8 +433,7 @@ def comfyui_server(
     root = prepare_instance(base / "comfyui", source=source, packs=packs, models_dir=models_dir,
                             model_folders=model_folders)
     server = ComfyUIServer(root, python=python, extra_args=extra_args, env=env,
-                           log_path=base / "comfyui.log")
-    server.stack = stack
+                           log_path=base / "comfyui.log", stack=stack)
     try:
         server.start(timeout=startup_timeout)
         yield server

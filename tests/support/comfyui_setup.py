@@ -225,13 +225,17 @@ def ensure_frontend(version: str, cache: Path | None = None, quiet: bool = False
     return _build_once(dest, cache, build, f"{wheel.requirement}\n")
 
 
+def requirement_name(line: str) -> str:
+    """The normalised project name of a requirement line ('comfyui-frontend-package==1.32.9' -> its name)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=~!\[; ]", line, maxsplit=1)[0].strip()).lower()
+
+
 def server_requirements(source: Path) -> list[str]:
     """The server's requirements.txt lines that its venv installs (SKIPPED_REQUIREMENTS left out)."""
     out = []
     for line in (Path(source) / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        name = re.split(r"[<>=~!\[; ]", line, maxsplit=1)[0].strip().lower()
-        if line and name not in SKIPPED_REQUIREMENTS:
+        if line and requirement_name(line) not in SKIPPED_REQUIREMENTS:
             out.append(line)
     return out
 
