@@ -82,6 +82,9 @@ class Request:
     status: int = 0
     body_bytes: int = 0  # body bytes actually sent
     file: HubFile | None = field(default=None, repr=False)
+    # Set once the handler has finished with the request: the client can read the last byte before the server's
+    # thread records ``body_bytes``, so readers wait for this.
+    done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def range(self) -> str | None:
@@ -116,9 +119,13 @@ class FakeHub:
     def commit(self, repo: str) -> str:
         return hashlib.sha1(f"commit:{repo}".encode()).hexdigest()
 
-    def requests_for(self, f: HubFile, method: str | None = None) -> list[Request]:
+    def requests_for(self, f: HubFile, method: str | None = None, wait_s: float = 10.0) -> list[Request]:
+        """The requests for ``f``, each read after its handler finished (or ``wait_s`` passed)."""
         with self._lock:
-            return [r for r in self.requests if r.file is f and (method is None or r.method == method)]
+            found = [r for r in self.requests if r.file is f and (method is None or r.method == method)]
+        for r in found:
+            r.done.wait(wait_s)
+        return found
 
     def gets(self, f: HubFile) -> list[Request]:
         """The GETs that were meant to return the bytes of ``f`` (redirects not counted)."""
@@ -211,10 +218,16 @@ class _Handler(BaseHTTPRequestHandler):
     # --- helpers ------------------------------------------------------------------------------------------------
 
     def _handle(self, head: bool) -> None:
-        fake: FakeHub = self.server.fake
         rec = Request(self.server.kind, self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
-        with fake._lock:
-            fake.requests.append(rec)
+        with self.server.fake._lock:
+            self.server.fake.requests.append(rec)
+        try:
+            self._answer(rec, head)
+        finally:
+            rec.done.set()
+
+    def _answer(self, rec: Request, head: bool) -> None:
+        fake: FakeHub = self.server.fake
         path = unquote(urlsplit(self.path).path)
         if self.server.kind == "hub":
             m = _RESOLVE.match(path)
