@@ -1,4 +1,4 @@
-"""Command line: ``python -m mn_core {colorize,sequence,parity,download} ...`` (see ``--help`` of each)."""
+"""Command line: ``python -m mn_core {colorize,sequence,evaluate,parity,download} ...`` (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ examples:
       --lineart page.png --out out.png
   python -m mn_core sequence --models checkpoints --reference key.png --frames shot.mp4 --previous-frame \
       --out coloured_frames/
+  python -m mn_core evaluate --pred coloured/ --target truth/ --metrics psnr,ssim,lpips --out eval/report.json
+  python -m mn_core evaluate --benchmark --models checkpoints --pairs pairs/ --steps 30 --out bench/report.json
   python -m mn_core parity ../shared/manganinja/fixtures/cases/extract_points
 """
 
@@ -31,6 +33,10 @@ model was trained on, fewer pixels each; default), bank encodes each at full siz
 bank (CLIP context: their mean). With one reference both are the same."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+EVALUATE_EPILOG = """metrics: psnr ssim ms_ssim lpips fid clip dino point_mse temporal (definitions: mn_core/metrics.py).
+lpips, fid, clip and dino download their network on first use into --nets (see mn_core/metric_nets.py)."""
 
 
 class CliError(Exception):
@@ -64,9 +70,10 @@ def _finite(text: str) -> float:
     return value
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options ``colorize`` and ``sequence`` share: the models, the sampler and where it runs."""
-    p.add_argument("--models", required=True, type=Path, metavar="DIR",
+def _add_run_options(p: argparse.ArgumentParser, models_required: bool = True) -> None:
+    """The options ``colorize``, ``sequence`` and ``evaluate --benchmark`` share: the models, the sampler and where
+    it runs."""
+    p.add_argument("--models", required=models_required, type=Path, metavar="DIR",
                    help="checkpoint folder in the official layout (StableDiffusion/, models/, MangaNinjia/)")
     p.add_argument("--download", action="store_true",
                    help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
@@ -89,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "colorization (independent implementation of the official inference).",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log loading and download details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,sequence,parity,download}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{colorize,sequence,evaluate,parity,download}")
 
     c = sub.add_parser("colorize", help="colour a line art from a reference image",
                        description="Colour a line art with the colours of a reference image.")
@@ -134,6 +142,39 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0,
                    help="random seed (default 0); each frame's noise comes from (seed, frame number)")
     _add_run_options(q)
+
+    e = sub.add_parser("evaluate", help="score coloured images against targets (PSNR, SSIM, LPIPS, FID, ...)",
+                       description="Score predictions against targets paired by file name, print a table and "
+                                   "write report.json, report.csv and report.html. With --benchmark, first colour "
+                                   "the targets' extracted line art from their references (the papers' protocol).",
+                       epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--pred", type=Path, metavar="DIR", help="coloured images (not with --benchmark)")
+    e.add_argument("--target", type=Path, metavar="DIR", help="ground-truth colour images, same names as --pred")
+    e.add_argument("--reference", type=Path, metavar="DIR",
+                   help="references, same names: shown in the contact sheet; clip/dino also scored against them")
+    e.add_argument("--points", type=Path, metavar="DIR",
+                   help="point pairs as <name>.json (the points format) for point_mse")
+    e.add_argument("--metrics", default=None, metavar="LIST",
+                   help="comma-separated, or 'all' (default psnr,ssim,ms_ssim; point_mse is added with --points, "
+                        "temporal with --sequence)")
+    e.add_argument("--sequence", action="store_true",
+                   help="the images are frames of one shot in name order: adds the temporal metric")
+    e.add_argument("--resize", action="store_true",
+                   help="resize each prediction to its target's size (bicubic) instead of refusing a size mismatch")
+    e.add_argument("--out", required=True, type=Path, metavar="REPORT.json",
+                   help="report file; report.csv, report.html and report_files/ are written beside it")
+    e.add_argument("--no-html", action="store_true", help="write only the JSON and CSV reports")
+    e.add_argument("--nets", type=Path, metavar="DIR",
+                   help="folder of the metric networks (default $MN_METRICS_HOME or ~/.cache/manganinja/metrics)")
+    e.add_argument("--no-net-download", action="store_true",
+                   help="never download a metric network (a missing one is an error)")
+    e.add_argument("--workers", type=_positive_int, default=None, help="loader threads (default: CPU count, max 8)")
+    e.add_argument("--benchmark", action="store_true",
+                   help="colour the pairs of --pairs with --models first, then score them")
+    e.add_argument("--pairs", type=Path, metavar="DIR",
+                   help="with --benchmark: DIR/reference/<name>.*, DIR/target/<name>.*, optional DIR/points/")
+    e.add_argument("--seed", type=int, default=0, help="with --benchmark: random seed for every pair (default 0)")
+    _add_run_options(e, models_required=False)
 
     p = sub.add_parser("parity", help="run a fixture case of the official code and compare every array",
                        description="Run one parity fixture case (or every case under a fixtures folder) and "
@@ -309,6 +350,53 @@ def cmd_sequence(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from . import evaluate as E
+    from . import metrics as M
+
+    names = list(M.parse_names(args.metrics))
+    if args.points is not None and "point_mse" not in names:
+        names.append("point_mse")
+    if args.sequence and "temporal" not in names:
+        names.append("temporal")
+    names = [n for n in M.NAMES if n in names]
+    info = {}
+    if args.benchmark:
+        if args.models is None or args.pairs is None:
+            raise CliError("--benchmark needs --models DIR and --pairs DIR")
+        if args.pred is not None or args.target is not None:
+            raise CliError("--benchmark makes the predictions itself: leave out --pred/--target (use --pairs)")
+        options = {"size": args.size, "fit": args.fit, "steps": args.steps, "guidance_ref": args.guidance_ref,
+                   "guidance_point": args.guidance_point, "seed": args.seed}
+        mn = _load(args)
+        bar = _progress(len(E.benchmark_items(args.pairs)) * args.steps, "benchmark")
+        try:
+            items = E.run_benchmark(mn, args.pairs, args.out.parent, options, progress=lambda i, n: bar.update(1))
+        finally:
+            bar.close()
+        if any(i.points is not None for i in items) and "point_mse" not in names:
+            names = [n for n in M.NAMES if n in names + ["point_mse"]]
+        info = {"benchmark": str(args.pairs), "models": str(args.models), **options}
+    else:
+        if args.pred is None or args.target is None:
+            raise CliError("give --pred DIR and --target DIR (or --benchmark with --models and --pairs)")
+        items = E.pair_folders(args.pred, args.target, args.reference, args.points)
+        info = {"pred": str(args.pred), "target": str(args.target)}
+    from .placement import resolve_device
+
+    clip_also = (args.models,) if args.models is not None else ()
+    nets = M.Networks(args.nets, device=resolve_device(args.device), download=not args.no_net_download,
+                      clip_also=clip_also) if any(n in M.NETWORKS for n in names) else None
+    report = E.evaluate_items(items, names, nets=nets, resize=args.resize, sequence=args.sequence,
+                              workers=args.workers, progress=E._console_progress())
+    report.info.update(info)
+    label = "MangaNinja" if args.benchmark else "mean"
+    print(E.table(report, label=label))
+    for path in E.write_reports(report, args.out, items, html=not args.no_html):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_parity(args) -> int:
     from .parity import find_cases, run_case
 
@@ -341,14 +429,18 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     from .download import DownloadError
+    from .evaluate import EvaluateError
     from .images import ImageError
+    from .metric_nets import MetricNetError
     from .loading import CheckpointError
     from .points import PointsError
 
-    handlers = {"colorize": cmd_colorize, "sequence": cmd_sequence, "parity": cmd_parity, "download": cmd_download}
+    handlers = {"colorize": cmd_colorize, "sequence": cmd_sequence, "evaluate": cmd_evaluate, "parity": cmd_parity,
+                "download": cmd_download}
     try:
         return handlers[args.command](args)
-    except (CliError, CheckpointError, ImageError, PointsError, DownloadError, ValueError, OSError) as e:
+    except (CliError, CheckpointError, ImageError, PointsError, DownloadError, EvaluateError, MetricNetError,
+            ValueError, OSError) as e:
         message = " ".join(str(e).split())  # one line, whatever the message layout
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -105,7 +105,7 @@ def offline_mode() -> bool:
 
 def download(
     root: str | Path,
-    roles: Iterable[str] | None = None,
+    roles: Iterable[str | LayoutFile] | None = None,
     *,
     progress: ProgressCallback | None = None,
     endpoint: str | None = None,
@@ -113,7 +113,9 @@ def download(
 ) -> dict[str, Path]:
     """Make sure the files of ``roles`` exist under ``root``, downloading the missing ones; return their paths.
 
-    ``roles`` defaults to every role except the base-only weights (see :func:`mn_core.layout.missing`). Files
+    ``roles`` defaults to every role except the base-only weights (see :func:`mn_core.layout.missing`); a
+    :class:`~mn_core.layout.LayoutFile` may stand for a role (the metric networks, :mod:`mn_core.metric_nets`, are
+    described that way and are not roles of the model layout). Files
     already present (under their main name or an accepted alternative, see ``LayoutFile.find``) are not fetched
     again. Missing files are fetched one after the other, each to exactly ``<root>/<path>``.
 
@@ -170,13 +172,17 @@ def _lock_for(dest: Path) -> threading.Lock:
         return _LOCKS.setdefault(key, threading.Lock())
 
 
-def _select(roles: Iterable[str] | None) -> list[LayoutFile]:
+def _select(roles: Iterable[str | LayoutFile] | None) -> list[LayoutFile]:
     if roles is None:
         return [f for f in FILES if not f.base_only]
-    if isinstance(roles, str):
+    if isinstance(roles, (str, LayoutFile)):
         roles = [roles]
     out: list[LayoutFile] = []
     for role in roles:
+        if isinstance(role, LayoutFile):
+            if role not in out:
+                out.append(role)
+            continue
         if role not in BY_ROLE:
             raise ValueError(f"Unknown checkpoint role {role!r}; known roles: {', '.join(BY_ROLE)}")
         if BY_ROLE[role] not in out:

@@ -83,6 +83,15 @@ class ModelFiles:
         return cls(**found)
 
 
+@dataclass
+class ClipFiles:
+    """Just the CLIP files (what :func:`load_clip_vision` reads), e.g. for the CLIP image-similarity metric."""
+
+    clip: Path | None
+    clip_config: Path | None = None
+    clip_vision: Path | None = None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -297,7 +306,7 @@ def _tower_source(file: TensorFile, module: nn.Module, prefix: str, tower: str) 
     return Source(file, prefix=strip, allow_any_extra=True)
 
 
-def load_clip_vision(files: ModelFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
+def load_clip_vision(files: ModelFiles | ClipFiles, *, dtype: torch.dtype, device="cpu") -> nn.Module:
     """CLIPVisionModelWithProjection: its ``image_embeds`` (projected CLS token) are MangaNinja's context."""
     file, prefix = _tower(files, files.clip_vision, "vision_model.embeddings.patch_embedding.weight",
                           "CLIP vision model")

@@ -3,6 +3,7 @@
 from .bridge import register_model_folder
 from .lineart import ExtractLineart
 from .load import LoadMangaNinja
+from .metrics import ColorizationMetrics
 from .points import PointEditor
 from .reference import ReferenceEncode
 from .sampler import ColorizeSampler
@@ -15,6 +16,7 @@ NODE_CLASS_MAPPINGS = {
     "MangaNinjaPointEditor": PointEditor,
     "MangaNinjaReferenceEncode": ReferenceEncode,
     "MangaNinjaColorizeSampler": ColorizeSampler,
+    "MangaNinjaColorizationMetrics": ColorizationMetrics,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -23,4 +25,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MangaNinjaPointEditor": "Point Editor",
     "MangaNinjaReferenceEncode": "Reference Encode",
     "MangaNinjaColorizeSampler": "Colorize Sampler",
+    "MangaNinjaColorizationMetrics": "Colorization Metrics",
 }
