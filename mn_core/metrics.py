@@ -8,7 +8,8 @@ name           best  definition (library)
 psnr           high  10 log10(1 / MSE) over all pixels and channels, values in [0, 1] (scikit-image); ``inf``
                      for identical images
 ssim           high  mean SSIM of Wang et al. 2004: Gaussian window sigma 1.5 (11 px), K1 0.01, K2 0.03, per
-                     channel then averaged, borders excluded (scikit-image; equal to torchmetrics' default)
+                     channel then averaged, the 5 px border excluded (scikit-image; torchmetrics 1.9 gives
+                     the same map but averages it with the border)
 ms_ssim        high  multi-scale SSIM, 5 scales with the standard weights (torchmetrics); images must be larger
                      than 160 px on each side
 lpips          low   LPIPS with AlexNet features (torchmetrics; network downloaded, see metric_nets)
