@@ -39,6 +39,7 @@ class ColorizationMetrics:
     OUTPUT_TOOLTIPS = ("the table shown on the node", "mean PSNR (0 when not computed)",
                        "mean SSIM (0 when not computed)")
     FUNCTION = "measure"
+    OUTPUT_NODE = True  # it shows its numbers: it runs even when nothing uses its outputs
     CATEGORY = "MangaNinja"
     DESCRIPTION = "PSNR, SSIM, MS-SSIM, LPIPS, FID, CLIP/DINO similarity, point-patch and temporal error."
 

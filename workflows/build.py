@@ -140,6 +140,18 @@ def extract() -> list[Node]:
     ]
 
 
+def metrics(id_, pos, image, target, names="psnr, ssim"):
+    return Node(id_, "MangaNinjaColorizationMetrics", pos, (440, 300), [("metrics", names), ("sequence", False)],
+                [("image", "IMAGE", image), ("target", "IMAGE", target)],
+                [("report", "STRING"), ("psnr", "FLOAT"), ("ssim", "FLOAT")], title="Colorization Metrics")
+
+
+def evaluate() -> list[Node]:
+    """The papers' protocol in a graph: the target's line art extracted, coloured, and scored against the target."""
+    nodes = extract()
+    return [*nodes, metrics(9, (1120, 520), (6, 0), (2, 0))]
+
+
 def multi_reference() -> list[Node]:
     return [
         load_image(1, (40, 60), "manganinja_reference.png", "Reference 1 (coloured)"),
@@ -194,7 +206,8 @@ NEEDS = {"manganinja_sequence_video": VIDEO_NODES}  # workflows that need core n
 
 GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_batch": batch,
           "manganinja_extract": extract, "manganinja_multi_reference": multi_reference,
-          "manganinja_sequence": sequence, "manganinja_sequence_video": sequence_video}
+          "manganinja_sequence": sequence, "manganinja_sequence_video": sequence_video,
+          "manganinja_evaluate": evaluate}
 
 
 def to_api(nodes: list[Node]) -> dict:

@@ -30,6 +30,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -99,7 +100,8 @@ def make_images() -> dict[str, bytes]:
     d.rectangle((28, 78, 68, 136), outline=0, width=3)
     other = Image.new("RGB", OTHER_SIZE, (90, 160, 90))
     out = {}
-    for name, image in (("mn_ref.png", ref), ("mn_line.png", line), ("mn_other.png", other)):
+    dim = ref.point(lambda v: int(v * 0.8))  # the reference, darker: a "prediction" for the metrics node
+    for name, image in (("mn_ref.png", ref), ("mn_line.png", line), ("mn_other.png", other), ("mn_dim.png", dim)):
         buf = io.BytesIO()
         image.save(buf, "PNG")
         out[name] = buf.getvalue()
@@ -438,6 +440,53 @@ def selector_flow(page, server, tmp_path):
     assert [[int(v) for v in p["reference"]] for p in used["pairs"]] == [list(ON_FIRST[0]), list(ON_SECOND[0])]
     bh.wait_for(page, "(id) => app.graph.getNodeById(id).mnPointEditor.runReferences.length === 2", PE, 30,
                 "the run's two references (ui mn_reference_sources)")
+
+
+METRICS = 3
+NODES_METRICS = {
+    1: {"type": "LoadImage", "pos": [10, 30], "widgets": {"image": "mn_dim.png"}},
+    2: {"type": "LoadImage", "pos": [10, 400], "widgets": {"image": "mn_ref.png"}},
+    METRICS: {"type": "MangaNinjaColorizationMetrics", "pos": [360, 30], "widgets": {"metrics": "psnr, ssim"}},
+}
+LINKS_METRICS = [[1, 0, METRICS, "image"], [2, 0, METRICS, "target"]]
+
+JS_REPORT_SHOWN = """(id) => {
+    const node = app.graph.getNodeById(id);
+    const w = node && node.widgets && node.widgets.find((w) => w.name === 'report');
+    if (!w || !String(w.mnText).includes('mean (1)')) return null;
+    // what the user sees: the table on the page, whole (nothing to scroll inside its box)
+    const box = [...document.querySelectorAll('pre.mn-metrics-report')].find((p) => p.textContent === w.mnText);
+    if (!box || box.offsetParent === null || box.scrollHeight > box.clientHeight + 2) return null;
+    const r = box.getBoundingClientRect();
+    return {value: box.textContent, width: r.width, height: r.height,
+            saved: app.graph.serialize().nodes.find((n) => n.id === id).widgets_values};
+}"""
+
+
+def test_metrics_report_on_node(server, tmp_path):
+    in_browser(server, tmp_path, f"metrics-{server.stack.id}", metrics_flow)
+
+
+def metrics_flow(page, server, tmp_path):
+    """Queued from the page, the Colorization Metrics node shows its table on the node; the table is not saved."""
+    from mn_core import metrics as M
+
+    workflow = page.evaluate(bh.JS_BUILD_WORKFLOW, {"nodes": {str(k): v for k, v in NODES_METRICS.items()},
+                                                    "links": LINKS_METRICS})
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    before = set(server.client.history())
+    page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+    entry = wait_for_new_history(server.client, before, timeout=120)
+    assert ch.history_status(entry) == "success", ch.history_messages(entry)
+    text = entry["outputs"][str(METRICS)]["text"][0]
+    shown = bh.wait_for(page, JS_REPORT_SHOWN, METRICS, 30, "the metrics table on the node")
+    assert shown["value"] == text and shown["width"] > 200
+    images = make_images()
+    dim, ref = (np.asarray(Image.open(io.BytesIO(images[n])).convert("RGB")) for n in ("mn_dim.png", "mn_ref.png"))
+    row = next(line for line in text.splitlines() if line.startswith("mean (1)")).split()
+    assert float(row[2]) == pytest.approx(M.psnr(dim, ref), abs=1e-4)
+    assert float(row[3]) == pytest.approx(M.ssim(dim, ref), abs=1e-4)
+    assert text not in json.dumps(shown["saved"])  # the numbers belong to the run, not to the workflow
 
 
 THUMBNAIL_STACK = Stack("0.3.75", "1.58.1")  # the template browser of today's ComfyUI

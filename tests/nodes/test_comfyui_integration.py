@@ -30,7 +30,7 @@ VIDEO_FRAMES, VIDEO_FPS = 3, 12
 PACK_NAME = "comfyui-manganinja"
 NODES = {"MangaNinjaLoader": "Load MangaNinja", "MangaNinjaExtractLineart": "Extract Lineart",
          "MangaNinjaPointEditor": "Point Editor", "MangaNinjaReferenceEncode": "Reference Encode",
-         "MangaNinjaColorizeSampler": "Colorize Sampler"}
+         "MangaNinjaColorizeSampler": "Colorize Sampler", "MangaNinjaColorizationMetrics": "Colorization Metrics"}
 TEST_POINTS = {"pairs": [{"reference": [80, 50], "lineart": [48, 45]}, {"reference": [80, 100], "lineart": [48, 110]},
                          {"reference": [30, 30], "lineart": [10, 12]}]}
 
@@ -163,7 +163,7 @@ def test_workflow_widgets_match_the_nodes():
                     assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
 
 
-def test_object_info_lists_the_five_nodes(server):
+def test_object_info_lists_the_nodes(server):
     info = server.client.object_info()
     for cls, display in NODES.items():
         assert cls in info, cls
@@ -186,6 +186,11 @@ def test_object_info_lists_the_five_nodes(server):
     assert info["MangaNinjaPointEditor"]["output"] == ["MANGANINJA_POINTS"]
     assert set(info["MangaNinjaPointEditor"]["input"]["required"]) == {"reference", "lineart", "points"}
     assert info["MangaNinjaLoader"]["input"]["required"]["precision"][0] == ["auto", "fp16", "bf16", "fp32"]
+    metrics = info["MangaNinjaColorizationMetrics"]
+    assert metrics["output"] == ["STRING", "FLOAT", "FLOAT"] and metrics["output_name"] == ["report", "psnr", "ssim"]
+    assert set(metrics["input"]["required"]) == {"image", "target", "metrics", "sequence"}
+    assert {k: v[0] for k, v in metrics["input"]["optional"].items()} == {"reference": "IMAGE",
+                                                                          "points": "MANGANINJA_POINTS"}
 
 
 TIMINGS: dict[str, float] = {}
@@ -207,7 +212,7 @@ def test_api_workflow_runs_and_is_deterministic(server, name):
     images = saved_images(server, first)
     frames = {"manganinja_batch": 2, "manganinja_sequence": 2, "manganinja_sequence_video": VIDEO_FRAMES}.get(name, 1)
     assert len(images) == frames
-    expected_size = (160, 120) if name == "manganinja_extract" else (140, 96)
+    expected_size = (160, 120) if name in ("manganinja_extract", "manganinja_evaluate") else (140, 96)
     for img in images:
         assert img.shape[:2] == expected_size
         assert img.std() > 2, "output is constant"
@@ -222,6 +227,15 @@ def test_api_workflow_runs_and_is_deterministic(server, name):
         assert decode_video(client.view(video["filename"], video["subfolder"]))[1] == VIDEO_FPS
         sampler_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizeSampler")
         assert first["outputs"][sampler_id]["mn_frames"] == [VIDEO_FRAMES]
+    if name == "manganinja_evaluate":  # the node's table: the metrics of the saved image against the target
+        from mn_core import metrics as M
+
+        metrics_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizationMetrics")
+        text = first["outputs"][metrics_id]["text"][0]
+        row = next(line for line in text.splitlines() if line.startswith("mean (1)")).split()
+        target = np.asarray(make_test_images()["manganinja_target.png"].convert("RGB"))
+        assert float(row[2]) == pytest.approx(M.psnr(images[0], target), abs=1e-4)
+        assert float(row[3]) == pytest.approx(M.ssim(images[0], target), abs=1e-4)
     if name == "manganinja_points":
         sampler_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizeSampler")
         used = json.loads(first["outputs"][sampler_id]["mn_points"][0])

@@ -4,7 +4,7 @@ The project (what `git ls-files` holds, as it would be pushed) is committed into
 read-only over HTTP on 127.0.0.1 (git's "dumb" HTTP protocol), so nothing leaves this machine. cm-cli clones it into
 custom_nodes/ and installs its requirements.txt into the server's venv; then:
 - no installed package is broken (`pip check`), and none of ComfyUI's own requirements changed version;
-- the server starts, registers the five nodes and logs no traceback from the pack.
+- the server starts, registers the pack's nodes and logs no traceback from the pack.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from support.stacks import Stack, selected
 STACK = Stack("0.3.75")
 PACK = "comfyui-manganinja"
 NODES = {"MangaNinjaLoader", "MangaNinjaExtractLineart", "MangaNinjaPointEditor", "MangaNinjaReferenceEncode",
-         "MangaNinjaColorizeSampler"}
+         "MangaNinjaColorizeSampler", "MangaNinjaColorizationMetrics"}
 
 
 def publish(tmp: Path) -> Path:
