@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics as M
-from .points import Points, parse
+from .points import parse
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 

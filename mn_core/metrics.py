@@ -92,7 +92,8 @@ def check_pair(pred: np.ndarray, target: np.ndarray, what: str = "prediction and
             raise MetricError(f"{name}: expected an RGB uint8 image (H, W, 3), got {a.dtype} {a.shape}")
     if pred.shape != target.shape:
         raise MetricError(f"{what} differ in size: {pred.shape[1]}x{pred.shape[0]} vs "
-                          f"{target.shape[1]}x{target.shape[0]}; resize one of them (evaluate --resize)")
+                          f"{target.shape[1]}x{target.shape[0]}; give images of the same size (evaluate --resize "
+                          "resizes predictions to their targets)")
 
 
 def psnr(pred: np.ndarray, target: np.ndarray) -> float:

@@ -63,3 +63,12 @@ def test_frames_benchmark_tiny(tmp_path):
     assert record["benchmark"] == "frames" and set(r) >= {"batch_1", "batch_3", "speedup", "max_latent_diff"}
     assert r["max_latent_diff"] < 1e-3 and r["max_image_diff"] <= 1  # batched frames equal frame-by-frame ones
     assert r["batch_3"]["peak_memory_bytes"] > 0 and len(r["batch_1"]["seconds"]) == 1
+
+
+def test_metrics_speed_benchmark_runs(tmp_path):
+    """benchmarks/metrics_speed.py: the evaluate command over generated pairs, timed (numbers printed, not asserted)."""
+    proc = subprocess.run([sys.executable, "benchmarks/metrics_speed.py", "--pairs", "3", "--size", "64", "--keep",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "evaluate command end to end:" in proc.stdout and "3 pairs of 64x64" in proc.stdout
+    assert (tmp_path / "out" / "r.json").is_file() and len(list((tmp_path / "pred").iterdir())) == 3

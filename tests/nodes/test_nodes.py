@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import logging
 import shutil
 import subprocess
@@ -93,11 +94,34 @@ def image_tensor(pil):
 def test_mappings_and_display_names(pack):
     names = pack.NODE_DISPLAY_NAME_MAPPINGS
     assert set(names.values()) == {"Load MangaNinja", "Extract Lineart", "Point Editor", "Reference Encode",
-                                   "Colorize Sampler"}
+                                   "Colorize Sampler", "Colorization Metrics"}
     assert pack.WEB_DIRECTORY == "./js"
     for cls in pack.NODE_CLASS_MAPPINGS.values():
         assert cls.CATEGORY == "MangaNinja" and callable(getattr(cls, cls.FUNCTION))
         assert isinstance(cls.INPUT_TYPES(), dict)
+
+
+def test_colorization_metrics_node(pack, sample_images):
+    from mn_core import metrics as M
+    from mn_core.points import parse
+
+    node = pack.NODE_CLASS_MAPPINGS["MangaNinjaColorizationMetrics"]()
+    target = sample_images["reference"]
+    dim = target.point(lambda v: int(v * 0.9))
+    images = torch.cat([image_tensor(target), image_tensor(dim)])
+    points = parse('{"pairs": [{"reference": [1, 1], "lineart": [80, 50]}]}')
+    out = node.measure(images, image_tensor(target), "psnr, ssim", False, points=points)
+    text, psnr, ssim = out["result"]
+    assert out["ui"]["text"] == [text] and text.splitlines()[0].split()[1:] == ["psnr", "↑", "ssim", "↑",
+                                                                                 "point_mse", "↓"]
+    ref, other = np.asarray(target.convert("RGB")), np.asarray(dim.convert("RGB"))
+    assert psnr == pytest.approx(np.mean([M.psnr(ref, ref), M.psnr(other, ref)])) == math.inf
+    assert ssim == pytest.approx((1.0 + M.ssim(other, ref)) / 2)
+    row2 = next(line for line in text.splitlines() if line.startswith("2 ")).split()
+    assert float(row2[1]) == pytest.approx(M.psnr(other, ref), abs=1e-4)
+    assert float(row2[3]) == pytest.approx(M.point_mse(other, ref, points), abs=1e-4)
+    with pytest.raises(ValueError, match="1: prediction and target differ in size: 160x120 vs 80x60"):
+        node.measure(images, image_tensor(target.resize((80, 60))), "psnr", False)
 
 
 def test_model_folder_is_registered_and_merged(comfy_env, pack):
