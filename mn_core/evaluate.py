@@ -128,6 +128,11 @@ def load_rgb(path: Path, what: str) -> np.ndarray:
         raise EvaluateError(f"{what} {path}: not a readable image ({e})") from None
 
 
+def resized_to(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``pred`` resized (bicubic) to ``target``'s size."""
+    return np.asarray(Image.fromarray(pred).resize((target.shape[1], target.shape[0]), Image.BICUBIC))
+
+
 def _load_item(item: Item, resize: bool):
     pred, target = load_rgb(item.pred, "prediction"), load_rgb(item.target, "target")
     if pred.shape != target.shape:
@@ -135,7 +140,7 @@ def _load_item(item: Item, resize: bool):
             raise EvaluateError(f"{item.name}: prediction {item.pred.name} is {pred.shape[1]}x{pred.shape[0]} but "
                                 f"target {item.target.name} is {target.shape[1]}x{target.shape[0]}; pass --resize "
                                 "to resize predictions to their target's size")
-        pred = np.asarray(Image.fromarray(pred).resize((target.shape[1], target.shape[0]), Image.BICUBIC))
+        pred = resized_to(pred, target)
     reference = load_rgb(item.reference, "reference") if item.reference is not None else None
     points = None
     if item.points is not None:
@@ -226,9 +231,10 @@ def score_stream(stream, names, *, nets: M.Networks | None = None, sequence: boo
 ARROW = {True: "↑", False: "↓"}
 
 
-def _fmt(v) -> str:
+def fmt(v, none: str = "-") -> str:
+    """A metric value for a table: 4 decimals (2 from 100 on), ``inf``, or ``none`` for a missing value."""
     if v is None:
-        return "-"
+        return none
     if isinstance(v, float) and math.isinf(v):
         return "inf"
     return f"{v:.4f}" if abs(v) < 100 else f"{v:.2f}"
@@ -238,10 +244,10 @@ def table(report: Report, *, label: str = "mean", per_image: int = 20) -> str:
     """A plain-text table: up to ``per_image`` image rows, then the mean row (the papers' table line)."""
     cols = report.columns()
     head = ["name"] + [f"{c} {ARROW[M.HIGHER_IS_BETTER[c]]}" for c in cols]
-    rows = [[r["name"]] + [_fmt(r.get(c)) for c in cols] for r in report.images[:per_image]]
+    rows = [[r["name"]] + [fmt(r.get(c)) for c in cols] for r in report.images[:per_image]]
     if len(report.images) > per_image:
         rows.append([f"... {len(report.images) - per_image} more"] + [""] * len(cols))
-    rows.append([f"{label} ({len(report.images)})"] + [_fmt(report.mean.get(c)) for c in cols])
+    rows.append([f"{label} ({len(report.images)})"] + [fmt(report.mean.get(c)) for c in cols])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))

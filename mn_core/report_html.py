@@ -28,11 +28,9 @@ def _safe(name: str) -> str:
 
 
 def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return f"{v:.4f}" if abs(v) < 100 else f"{v:.2f}"
+    from .evaluate import fmt
+
+    return fmt(v, none="–")
 
 
 def _plot(report, col: str, path: Path) -> None:
@@ -73,11 +71,11 @@ def _thumb(arr: np.ndarray, height: int) -> Image.Image:
 
 
 def _sheet_row(item, path: Path) -> None:
-    from .evaluate import load_rgb
+    from .evaluate import load_rgb, resized_to
 
     pred, target = load_rgb(item.pred, "prediction"), load_rgb(item.target, "target")
     if pred.shape != target.shape:
-        pred = np.asarray(Image.fromarray(pred).resize((target.shape[1], target.shape[0]), Image.BICUBIC))
+        pred = resized_to(pred, target)
     diff = np.clip(np.abs(pred.astype(np.int16) - target.astype(np.int16)) * DIFF_GAIN, 0, 255).astype(np.uint8)
     parts = [pred, target, diff]
     if item.reference is not None:
