@@ -31,16 +31,19 @@ PANEL = 200
 INK = (25, 25, 25)
 
 
-def character_a(lines_only: bool = False) -> Image.Image:
-    """A round-headed girl: orange hair, pale skin, blue dress."""
-    img = Image.new("RGB", (180, 240), "white")
+def character_a(lines_only: bool = False, scale: int = 1) -> Image.Image:
+    """A round-headed girl: orange hair, pale skin, blue dress (``scale``: drawn that many times larger)."""
+    img = Image.new("RGB", (180 * scale, 240 * scale), "white")
     d = ImageDraw.Draw(img)
     fill = (lambda c: None) if lines_only else (lambda c: c)
-    d.ellipse((40, 10, 140, 110), fill=fill((235, 120, 40)), outline=INK, width=3)  # hair
-    d.ellipse((55, 35, 125, 105), fill=fill((250, 225, 200)), outline=INK, width=3)  # face
-    d.ellipse((72, 60, 80, 68), fill=INK)
-    d.ellipse((100, 60, 108, 68), fill=INK)
-    d.polygon([(50, 235), (90, 110), (130, 235)], fill=fill((50, 90, 210)), outline=INK, width=3)  # dress
+    k = (lambda *xy: [v * scale for v in xy])
+    w = 3 * scale
+    d.ellipse(k(40, 10, 140, 110), fill=fill((235, 120, 40)), outline=INK, width=w)  # hair
+    d.ellipse(k(55, 35, 125, 105), fill=fill((250, 225, 200)), outline=INK, width=w)  # face
+    d.ellipse(k(72, 60, 80, 68), fill=INK)
+    d.ellipse(k(100, 60, 108, 68), fill=INK)
+    d.polygon([tuple(k(50, 235)), tuple(k(90, 110)), tuple(k(130, 235))], fill=fill((50, 90, 210)), outline=INK,
+              width=w)  # dress
     return img
 
 
@@ -75,7 +78,8 @@ def samples(folder: Path) -> list[Path]:
     frame2 = Image.new("L", line.size, 255)
     frame2.paste(line.crop((0, 0, line.width - 12, line.height)), (12, 0))
     images = {"manganinja_reference.png": character_a(), "manganinja_lineart.png": line,
-              "manganinja_frame2.png": frame2, "manganinja_target.png": character_b()}
+              "manganinja_frame2.png": frame2, "manganinja_target.png": character_b(),
+              "manganinja_page.png": character_a(True, scale=6).convert("L")}  # full resolution: 1080x1440
     folder.mkdir(parents=True, exist_ok=True)
     for name, image in images.items():
         image.save(folder / name, optimize=True)

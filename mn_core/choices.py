@@ -4,3 +4,5 @@ FIT_MODES = ("letterbox", "stretch")                            # how an image i
 POLARITIES = ("auto", "white_on_black", "black_on_white")       # how a line drawing is drawn
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")                   # the compute precision
 MULTI_REFERENCE_MODES = ("tile", "bank")                       # how several references are combined
+FINISH_GAP = 8  # finishing: gaps in lines up to this many page pixels are closed (mn_core.finish)
+PRIOR_STRENGTH = 0.8  # finishing: weight of a colour prior's a*b* (inkn'hue's interpolation weight)

@@ -7,7 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from .choices import FINISH_GAP as DEFAULT_GAP
 from .choices import FIT_MODES, MULTI_REFERENCE_MODES, POLARITIES, PRECISIONS
+from .choices import PRIOR_STRENGTH as DEFAULT_PRIOR_STRENGTH
 
 EXAMPLES = """\
 examples:
@@ -16,6 +18,8 @@ examples:
       --points points.json --steps 30 --seed 7 --out coloured.png
   python -m mn_core colorize --models checkpoints --reference a.png --reference b.png --multi-reference bank \
       --lineart page.png --out out.png
+  python -m mn_core colorize --models checkpoints --reference ref.png --lineart page_6000px.png --full-resolution \\
+      --flat --keep-shading page_grey.png --layers page.psd --out page_coloured.png
   python -m mn_core sequence --models checkpoints --reference key.png --frames shot.mp4 --previous-frame \
       --out coloured_frames/
   python -m mn_core evaluate --pred coloured/ --target truth/ --metrics psnr,ssim,lpips --out eval/report.json
@@ -39,6 +43,12 @@ EVALUATE_EPILOG = """metrics: psnr ssim ms_ssim lpips fid clip dino point_mse te
 lpips, fid, clip and dino download their network on first use into --nets (see mn_core/metric_nets.py)."""
 
 
+FINISH_HELP = """MangaNinja colours at the processing size; with these options the result is recomposed at the line
+art's own size: the colour placed region by region (no colour across lines), the original line pixels kept
+exactly. Give the line art as drawn (with --extract the annotator's line art, brought up to the page size, is
+used)."""
+
+
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
 
@@ -57,6 +67,23 @@ def _size(text: str) -> int:
     value = _positive_int(text)
     if value % 64:
         raise argparse.ArgumentTypeError(f"must be a multiple of 64, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    value = _finite(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
     return value
 
 
@@ -115,6 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(c)
     c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
     c.add_argument("--lineart-out", type=Path, metavar="PATH", help="also write the line art that was used")
+    f = c.add_argument_group("finishing at full resolution", FINISH_HELP)
+    f.add_argument("--full-resolution", action="store_true",
+                   help="recompose the colour at the line art's own size with its original lines on top (the "
+                        "options below imply it)")
+    f.add_argument("--flat", action="store_true", help="flat colours: one colour per closed region of the line art")
+    f.add_argument("--close-gaps", type=_non_negative_int, default=DEFAULT_GAP, metavar="PX",
+                   help=f"gaps in the lines up to PX pixels of the page are closed for the regions (default "
+                        f"{DEFAULT_GAP}; 0: none)")
+    f.add_argument("--keep-shading", type=Path, metavar="PAGE.png",
+                   help="a grey page (screentones, shading) of the line art's size: its L* is kept, the colour "
+                        "gives a*b* (CIELAB)")
+    f.add_argument("--prior", type=Path, metavar="PRIOR.png",
+                   help="a rough colour image (any size): blended into the colour's a*b* (CIELAB)")
+    f.add_argument("--prior-strength", type=_unit_interval, default=DEFAULT_PRIOR_STRENGTH, metavar="L",
+                   help=f"weight of the prior's a*b*, 0..1 (default {DEFAULT_PRIOR_STRENGTH}, inkn'hue's value)")
+    f.add_argument("--layers", type=Path, metavar="OUT.psd",
+                   help="also write a layered PSD (lines multiply over colour, shading, the original page "
+                        "hidden); needs psd-tools")
+    f.add_argument("--png-layers", type=Path, metavar="DIR",
+                   help="also write the layers as PNG files (lines as black with alpha) into DIR")
 
     q = sub.add_parser("sequence", help="colour the frames of a folder or video with one (or more) references",
                        description="Colour an ordered list of frames (image files sorted by name, or the frames "
@@ -239,6 +286,7 @@ def cmd_colorize(args) -> int:
     points = _read_points(args.points)
     if args.out.suffix.lower() not in IMAGE_SUFFIXES:
         raise CliError(f"--out {args.out}: use an image extension such as .png")
+    finishing = _finishing_inputs(args, drawing)  # checked before the models run: nothing is lost to a typo
 
     mn = _load(args)
     import torch
@@ -267,13 +315,71 @@ def cmd_colorize(args) -> int:
     finally:
         if bar:
             bar[0].close()
+    image = result.image
+    finished = None
+    if finishing is not None:
+        finished = _finish(args, result, lineart, drawing, finishing)
+        image = finished.image
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result.image.save(args.out)
+    image.save(args.out)
     if args.lineart_out:
         args.lineart_out.parent.mkdir(parents=True, exist_ok=True)
         result.lineart.save(args.lineart_out)
-    print(f"wrote {args.out} ({result.image.width}x{result.image.height}, seed {result.seed})")
+    print(f"wrote {args.out} ({image.width}x{image.height}, seed {result.seed})")
+    if finished is not None:
+        _write_layers(args, finished)
     return 0
+
+
+def _finishing_inputs(args, drawing) -> dict | None:
+    """The finishing options, checked: None when the result is not finished at full resolution."""
+    wanted = (args.full_resolution or args.flat or args.keep_shading or args.prior or args.layers
+              or args.png_layers)
+    if not wanted:
+        return None
+    page = prior = None
+    if args.keep_shading:
+        page = _open_image(args.keep_shading, "--keep-shading")
+        if page.size != drawing.size:
+            raise CliError(f"--keep-shading {args.keep_shading}: the page is {page.width}x{page.height} but --lineart "
+                           f"is {drawing.width}x{drawing.height}; give the grey page the line art belongs to, at "
+                           f"the same size")
+    if args.prior:
+        prior = _open_image(args.prior, "--prior")
+    if args.layers:
+        if args.layers.suffix.lower() != ".psd":
+            raise CliError(f"--layers {args.layers}: use the extension .psd")
+        from .layers import _psd_tools
+
+        try:
+            _psd_tools()
+        except ImportError as e:
+            raise CliError(f"--layers: {e}") from None
+    return {"page": page, "prior": prior}
+
+
+def _finish(args, result, lineart, drawing, finishing):
+    from .finish import finish_page
+
+    left, top, cw, ch = lineart.fit.box
+    colour = result.processed_image.crop((left, top, left + cw, top + ch))  # the model's own pixels
+    if args.extract:  # the annotator's line art, white on black, brought up to the page size
+        page_lines, polarity = result.lineart, "white_on_black"
+    else:
+        page_lines, polarity = drawing, args.polarity
+    return finish_page(colour, page_lines, polarity=polarity, flat=args.flat, close_gaps=args.close_gaps,
+                       keep_shading=finishing["page"], prior=finishing["prior"], prior_strength=args.prior_strength)
+
+
+def _write_layers(args, finished) -> None:
+    from .layers import write_png_layers, write_psd
+
+    if args.layers:
+        write_psd(finished, args.layers)
+        print(f"wrote {args.layers} ({len(finished.layers())} layers)")
+    if args.png_layers:
+        paths = write_png_layers(finished, args.png_layers, args.out.stem)
+        print(f"wrote {len(paths)} PNG layers into {args.png_layers}")
 
 
 def _frame_source(path: Path):

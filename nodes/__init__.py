@@ -1,6 +1,7 @@
 """ComfyUI nodes: thin adapters, each one call into mn_core."""
 
 from .bridge import register_model_folder
+from .finish import FinishPage, SaveLayers
 from .lineart import ExtractLineart
 from .load import LoadMangaNinja
 from .metrics import ColorizationMetrics
@@ -17,6 +18,8 @@ NODE_CLASS_MAPPINGS = {
     "MangaNinjaReferenceEncode": ReferenceEncode,
     "MangaNinjaColorizeSampler": ColorizeSampler,
     "MangaNinjaColorizationMetrics": ColorizationMetrics,
+    "MangaNinjaFinishPage": FinishPage,
+    "MangaNinjaSaveLayers": SaveLayers,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,4 +29,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MangaNinjaReferenceEncode": "Reference Encode",
     "MangaNinjaColorizeSampler": "Colorize Sampler",
     "MangaNinjaColorizationMetrics": "Colorization Metrics",
+    "MangaNinjaFinishPage": "Finish Page (full resolution)",
+    "MangaNinjaSaveLayers": "Save Layers (PSD)",
 }

@@ -16,7 +16,7 @@ WORKFLOWS = ROOT / "workflows"
 
 # Images the API workflows read from ComfyUI's input folder (the tests upload them).
 INPUT_IMAGES = ("manganinja_reference.png", "manganinja_lineart.png", "manganinja_frame2.png",
-                "manganinja_target.png")
+                "manganinja_target.png", "manganinja_page.png")
 INPUT_VIDEOS = ("manganinja_lineart.mp4",)  # frames of line art (the tests write one)
 
 EXAMPLE_POINTS = json.dumps({"pairs": []})
@@ -201,13 +201,40 @@ def sequence_video() -> list[Node]:
     ]
 
 
+def finish_page(id_, pos, image, lineart, flat=True):
+    return Node(id_, "MangaNinjaFinishPage", pos, (340, 300),
+                [("lineart_polarity", "auto"), ("flat", flat), ("close_gaps", 8), ("colour_size", 512),
+                 ("prior_strength", 0.8)],
+                [("image", "IMAGE", image), ("lineart", "IMAGE", lineart), ("page", "IMAGE", None),
+                 ("prior", "IMAGE", None)],
+                [("image", "IMAGE"), ("colour", "IMAGE"), ("lines", "IMAGE"), ("line_alpha", "MASK"),
+                 ("layers", "MANGANINJA_LAYERS")], title="Finish Page (full resolution)")
+
+
+def full_page() -> list[Node]:
+    """A page at print resolution: coloured at the processing size, finished at the page's own size (original
+    lines, flat colours), saved as a flattened PNG and as a layered PSD."""
+    return [
+        load_image(1, (40, 60), "manganinja_reference.png", "Reference (coloured)"),
+        load_image(2, (40, 430), "manganinja_page.png", "Page line art (full resolution)"),
+        loader(3, (400, 60)),
+        reference_encode(4, (400, 290), (3, 0), (1, 0)),
+        sampler(5, (760, 60), (3, 0), (4, 0), (2, 0)),
+        finish_page(6, (760, 420), (5, 0), (2, 0)),
+        save(7, (1120, 60), (6, 0), "manganinja_page"),
+        Node(8, "MangaNinjaSaveLayers", (1120, 520), (320, 120),
+             [("filename_prefix", "manganinja_page_layers"), ("png_layers", True)],
+             [("layers", "MANGANINJA_LAYERS", (6, 4))], [], title="Save Layers (PSD)"),
+    ]
+
+
 VIDEO_NODES = ("LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo")  # ComfyUI's own (not in 2024's)
 NEEDS = {"manganinja_sequence_video": VIDEO_NODES}  # workflows that need core nodes not every server has
 
 GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_batch": batch,
           "manganinja_extract": extract, "manganinja_multi_reference": multi_reference,
           "manganinja_sequence": sequence, "manganinja_sequence_video": sequence_video,
-          "manganinja_evaluate": evaluate}
+          "manganinja_evaluate": evaluate, "manganinja_full_page": full_page}
 
 
 def to_api(nodes: list[Node]) -> dict:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from support import ROOT, comfyui_harness as ch, draw_samples, load_module
 from support.stacks import API_STACKS, selected
+from mn_core.synthetic_page import draw_page
 
 _build = load_module(ROOT / "workflows" / "build.py", "mn_workflows_build")  # the generator of workflows/*.json
 GRAPHS, INPUT_IMAGES, WORKFLOWS, render = _build.GRAPHS, _build.INPUT_IMAGES, _build.WORKFLOWS, _build.render
@@ -30,7 +31,8 @@ VIDEO_FRAMES, VIDEO_FPS = 3, 12
 PACK_NAME = "comfyui-manganinja"
 NODES = {"MangaNinjaLoader": "Load MangaNinja", "MangaNinjaExtractLineart": "Extract Lineart",
          "MangaNinjaPointEditor": "Point Editor", "MangaNinjaReferenceEncode": "Reference Encode",
-         "MangaNinjaColorizeSampler": "Colorize Sampler", "MangaNinjaColorizationMetrics": "Colorization Metrics"}
+         "MangaNinjaColorizeSampler": "Colorize Sampler", "MangaNinjaColorizationMetrics": "Colorization Metrics",
+         "MangaNinjaFinishPage": "Finish Page (full resolution)", "MangaNinjaSaveLayers": "Save Layers (PSD)"}
 TEST_POINTS = {"pairs": [{"reference": [80, 50], "lineart": [48, 45]}, {"reference": [80, 100], "lineart": [48, 110]},
                          {"reference": [30, 30], "lineart": [10, 12]}]}
 
@@ -40,7 +42,8 @@ def make_test_images() -> dict[str, Image.Image]:
     ref, line = samples["reference"], samples["black_on_white"]
     frame2 = line.transpose(Image.FLIP_LEFT_RIGHT)
     target = ref.rotate(15, fillcolor="white").resize((120, 160))
-    return dict(zip(INPUT_IMAGES, (ref, line, frame2, target)))
+    page = draw_page(288, 420, seed=1).lines  # a "full-resolution" page: larger than the processing size
+    return dict(zip(INPUT_IMAGES, (ref, line, frame2, target, page)))
 
 
 def make_test_video() -> bytes:
@@ -191,6 +194,10 @@ def test_object_info_lists_the_nodes(server):
     assert set(metrics["input"]["required"]) == {"image", "target", "metrics", "sequence"}
     assert {k: v[0] for k, v in metrics["input"]["optional"].items()} == {"reference": "IMAGE",
                                                                           "points": "MANGANINJA_POINTS"}
+    finish = info["MangaNinjaFinishPage"]
+    assert finish["output"] == ["IMAGE", "IMAGE", "IMAGE", "MASK", "MANGANINJA_LAYERS"]
+    assert {k: v[0] for k, v in finish["input"]["optional"].items()} == {"page": "IMAGE", "prior": "IMAGE"}
+    assert info["MangaNinjaSaveLayers"]["output_node"] is True
 
 
 TIMINGS: dict[str, float] = {}
@@ -210,9 +217,11 @@ def test_api_workflow_runs_and_is_deterministic(server, name):
     first = client.run_prompt(api_workflow(name, seed=11, prefix=f"{name}_a"), timeout=600)
     TIMINGS[name] = time.perf_counter() - t0
     images = saved_images(server, first)
-    frames = {"manganinja_batch": 2, "manganinja_sequence": 2, "manganinja_sequence_video": VIDEO_FRAMES}.get(name, 1)
+    frames = {"manganinja_batch": 2, "manganinja_sequence": 2, "manganinja_sequence_video": VIDEO_FRAMES,
+              "manganinja_full_page": 2}.get(name, 1)  # full page: Save Image and Save Layers' flattened PNG
     assert len(images) == frames
-    expected_size = (160, 120) if name in ("manganinja_extract", "manganinja_evaluate") else (140, 96)
+    expected_size = {"manganinja_extract": (160, 120), "manganinja_evaluate": (160, 120),
+                     "manganinja_full_page": (420, 288)}.get(name, (140, 96))
     for img in images:
         assert img.shape[:2] == expected_size
         assert img.std() > 2, "output is constant"
@@ -236,10 +245,32 @@ def test_api_workflow_runs_and_is_deterministic(server, name):
         target = np.asarray(make_test_images()["manganinja_target.png"].convert("RGB"))
         assert float(row[2]) == pytest.approx(M.psnr(images[0], target), abs=1e-4)
         assert float(row[3]) == pytest.approx(M.ssim(images[0], target), abs=1e-4)
+    if name == "manganinja_full_page":  # the page's own size and lines; the PSD in the output folder
+        check_full_page(server, first, images)
     if name == "manganinja_points":
         sampler_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizeSampler")
         used = json.loads(first["outputs"][sampler_id]["mn_points"][0])
         assert used["pairs"] == TEST_POINTS["pairs"] and used["lineart_size"] == [96, 140]
+
+
+def check_full_page(server, entry, images):
+    from psd_tools import PSDImage
+
+    from mn_core.finish import LINE_LEVEL
+
+    assert np.array_equal(images[0], images[1])  # Save Image and Save Layers saved the same finished page
+    lines = np.asarray(make_test_images()["manganinja_page.png"].convert("L"))
+    core = lines < LINE_LEVEL
+    assert core.any() and np.array_equal(images[0][core], np.repeat(lines[core][:, None], 3, axis=1))
+    layer_node = next(k for k, v in api_workflow("manganinja_full_page").items()
+                      if v["class_type"] == "MangaNinjaSaveLayers")
+    saved = entry["outputs"][layer_node]
+    psd_name = saved["text"][0].split(", ")[0]
+    assert psd_name.endswith(".psd") and "_lines.png" in saved["text"][0]
+    psd = PSDImage.open(server.output_dir / saved["images"][0]["subfolder"] / psd_name)
+    assert [layer.name for layer in psd] == ["Original page", "Flat colours", "Colour with shading (model)",
+                                             "Lines"]
+    assert psd.size == (288, 420) and np.array_equal(np.asarray(psd.topil().convert("RGB")), images[0])
 
 
 def test_interrupt_stops_a_long_run_and_the_next_run_works(server):

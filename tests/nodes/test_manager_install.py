@@ -26,7 +26,8 @@ from support.stacks import Stack, selected
 STACK = Stack("0.3.75")
 PACK = "comfyui-manganinja"
 NODES = {"MangaNinjaLoader", "MangaNinjaExtractLineart", "MangaNinjaPointEditor", "MangaNinjaReferenceEncode",
-         "MangaNinjaColorizeSampler", "MangaNinjaColorizationMetrics"}
+         "MangaNinjaColorizeSampler", "MangaNinjaColorizationMetrics", "MangaNinjaFinishPage",
+         "MangaNinjaSaveLayers"}
 
 
 def publish(tmp: Path) -> Path:
