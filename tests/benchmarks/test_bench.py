@@ -72,3 +72,17 @@ def test_metrics_speed_benchmark_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "evaluate command end to end:" in proc.stdout and "3 pairs of 64x64" in proc.stdout
     assert (tmp_path / "out" / "r.json").is_file() and len(list((tmp_path / "pred").iterdir())) == 3
+
+
+def test_finish_speed_benchmark_runs(tmp_path):
+    """benchmarks/finish_speed.py on a small page: every mode in its own process, the table and JSON written."""
+    proc = subprocess.run([sys.executable, "benchmarks/finish_speed.py", "--width", "300", "--height", "450",
+                           "--repeat", "1", "--json", str(tmp_path / "r.json")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "finish s" in proc.stdout and "the plain bicubic resize:" in proc.stdout
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert [r["mode"] for r in results] == ["smooth", "flat", "flat+shading+prior"]
+    for r in results:
+        assert r["size"] == [300, 450] and r["peak_rss_mb"] >= r["rss_before_mb"] > 0 and r["psd_mb"] > 0
+    assert results[0]["bad_pixels"] < results[0]["bad_pixels_resized"]

@@ -14,10 +14,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from support import ROOT, comfyui_setup
 
@@ -94,7 +96,8 @@ def image_tensor(pil):
 def test_mappings_and_display_names(pack):
     names = pack.NODE_DISPLAY_NAME_MAPPINGS
     assert set(names.values()) == {"Load MangaNinja", "Extract Lineart", "Point Editor", "Reference Encode",
-                                   "Colorize Sampler", "Colorization Metrics"}
+                                   "Colorize Sampler", "Colorization Metrics", "Finish Page (full resolution)",
+                                   "Save Layers (PSD)"}
     assert pack.WEB_DIRECTORY == "./js"
     for cls in pack.NODE_CLASS_MAPPINGS.values():
         assert cls.CATEGORY == "MangaNinja" and callable(getattr(cls, cls.FUNCTION))
@@ -122,6 +125,38 @@ def test_colorization_metrics_node(pack, sample_images):
     assert float(row2[3]) == pytest.approx(M.point_mse(other, ref, points), abs=1e-4)
     with pytest.raises(ValueError, match="1: prediction and target differ in size: 160x120 vs 80x60"):
         node.measure(images, image_tensor(target.resize((80, 60))), "psnr", False)
+
+
+def test_finish_page_and_save_layers_nodes(pack, comfy_env):
+    from psd_tools import PSDImage
+
+    from mn_core import finish as F
+    from mn_core.synthetic_page import draw_page
+
+    page = draw_page(300, 420, seed=4)
+    g = np.asarray(page.lines).astype(np.float32)[..., None] / 255
+    small = Image.fromarray((np.asarray(page.colour) * g).astype(np.uint8)).resize((91, 128), Image.BICUBIC)
+    colour = small.resize(page.lines.size, Image.BICUBIC)  # a sampler's IMAGE: already at the line art's size
+    node = pack.NODE_CLASS_MAPPINGS["MangaNinjaFinishPage"]()
+    two = torch.cat([image_tensor(colour), image_tensor(colour)])
+    image, flats, lines, alpha, layers = node.finish(two, image_tensor(page.lines), "auto", True, 8, 128, 0.8,
+                                                     page=image_tensor(page.tones))
+    assert image.shape == flats.shape == lines.shape == (2, 420, 300, 3) and alpha.shape == (2, 420, 300)
+    direct = F.finish_page(colour, page.lines, flat=True, colour_size=128, keep_shading=page.tones)
+    got = (image[0].numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(got, np.asarray(direct.image))
+    assert torch.allclose(alpha[0], torch.from_numpy(255 - np.asarray(page.lines)).float() / 255, atol=1e-6)
+    with pytest.raises(ValueError, match="Finish Page: lineart has 3 images for 2 coloured frames"):
+        node.finish(two, torch.cat([image_tensor(page.lines)] * 3), "auto", False, 8, 128, 0.8)
+    saver = pack.NODE_CLASS_MAPPINGS["MangaNinjaSaveLayers"]()
+    ui = saver.save(layers, "pages/test_page", True)["ui"]
+    out_dir = Path(comfy_env["folder_paths"].get_output_directory()) / "pages"
+    assert [i["filename"] for i in ui["images"]] == ["test_page_00001_.png", "test_page_00002_.png"]
+    assert ui["images"][0]["subfolder"] == "pages" and ui["images"][0]["type"] == "output"
+    psd = PSDImage.open(out_dir / "test_page_00001_.psd")
+    assert [layer.name for layer in psd][-1] == "Lines" and psd.size == (300, 420)
+    assert np.array_equal(np.asarray(psd.topil().convert("RGB")), got)
+    assert (out_dir / "test_page_00002__lines.png").is_file()
 
 
 def test_model_folder_is_registered_and_merged(comfy_env, pack):
