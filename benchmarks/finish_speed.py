@@ -3,7 +3,7 @@
 A drawn page (mn_core.synthetic_page) and a stand-in for the model's output (its true colours with its lines drawn
 in, at 512 px on the long side) are written once; then each mode runs in a fresh process, which loads them, finishes
 the page ``--repeat`` times and writes the layers once. Printed: the median finishing time, the peak RSS of the
-whole process (and its RSS before finishing, with the images loaded), the PSD and PNG-layer writing times, and the
+whole process while finishing (VmHWM, reset once the inputs are loaded) and its RSS before (imports and images), the PSD and PNG-layer writing times, and the
 colour error against the page's true colours (max channel difference > 24 on pixels clear of lines) next to the
 plain bicubic resize the pack used before. Numbers are for this machine, this run.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from measure import current_rss, peak_rss, reset_peak_rss  # noqa: E402
 
 MODES = {"smooth": {}, "flat": {"flat": True}, "flat+shading+prior": {"flat": True, "shade": True, "prior": True}}
 
@@ -44,10 +46,6 @@ def make_inputs(folder: Path, width: int, height: int) -> None:
     page.colour.resize((max(1, width // 40), max(1, height // 40))).save(folder / "prior.png")
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker(folder: Path, mode: str, repeat: int) -> dict:
     import numpy as np
     from PIL import Image
@@ -61,7 +59,8 @@ def worker(folder: Path, mode: str, repeat: int) -> dict:
         images[name] = Image.open(folder / f"{name}.png")
         images[name].load()
     truth = images.pop("truth")
-    before = rss_mb()
+    before = current_rss() / 2**20  # the process with its imports (torch) and the images loaded
+    reset_peak_rss()
     kwargs = {"flat": opts.get("flat", False), "keep_shading": images["tones"] if opts.get("shade") else None,
               "prior": images["prior"] if opts.get("prior") else None}
     times = []
@@ -69,7 +68,7 @@ def worker(folder: Path, mode: str, repeat: int) -> dict:
         t0 = time.perf_counter()
         done = finish.finish_page(images["colour"], images["lines"], **kwargs)
         times.append(time.perf_counter() - t0)
-    peak = rss_mb()
+    peak = peak_rss() / 2**20
     t0 = time.perf_counter()
     layers.write_psd(done, folder / f"{mode}.psd")
     psd_s = time.perf_counter() - t0

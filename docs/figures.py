@@ -3,6 +3,9 @@
 ``samples/``: the images the shipped workflows load (manganinja_reference.png, ...) and the README's quick start
 uses: copy them into ComfyUI's input folder, or pass them to the CLI.
 
+``full_page.png``: crops at 100 % of a page finished at full resolution (Finish Page, flat colours) next to the
+512-px colour resized up.
+
 ``multi_reference.png``: two coloured references (two characters), the line art of both in one panel, what the
 model sees in each mode (tile: one square holding both references; bank: one square per reference), and the result
 of each mode. The results come from TINY RANDOM weights (real weights cannot be downloaded where this runs), so
@@ -144,6 +147,36 @@ def multi_reference(models: Path | None, out: Path, steps: int) -> Path:
     return out
 
 
+def full_page(out: Path, scale: int = 6) -> Path:
+    """Crops at 100 % of a page finished at full resolution, against the 512-px colour resized up (what the pack
+    did before). The colour is the drawing's own colours at 512 px, lines drawn in: a stand-in for the model's
+    output (real weights are not available where this is made), so the figure shows what finishing does to any
+    colour the model gives."""
+    from mn_core.finish import finish_page
+
+    lines = character_a(True, scale).convert("L")
+    coloured = character_a(False, scale)
+    k = 512 / max(coloured.size)
+    colour = coloured.resize((round(coloured.width * k), round(coloured.height * k)), Image.BICUBIC)
+    before = colour.resize(lines.size, Image.BICUBIC)
+    smooth = finish_page(colour, lines)
+    flat = finish_page(colour, lines, flat=True)
+    box = (52 * scale, 40 * scale, 102 * scale, 90 * scale)  # the hair, the face and an eye
+    crops = [(before, "512 px colour resized up (before)"), (smooth.image, "Finish Page"),
+             (flat.image, "Finish Page, flat colours"), (flat.colour, "flat colour layer (no lines)")]
+    font = ImageFont.load_default()
+    w, h = box[2] - box[0], box[3] - box[1]
+    sheet = Image.new("RGB", (len(crops) * (w + 8) + 8, h + 58), "white")
+    d = ImageDraw.Draw(sheet)
+    for c, (image, title) in enumerate(crops):
+        sheet.paste(image.convert("RGB").crop(box), (8 + c * (w + 8), 24))
+        d.text((8 + c * (w + 8), 6), title, fill=(20, 20, 20), font=font)
+    d.text((8, h + 36), f"Crops at 100 % of a {lines.width}x{lines.height} page. Colour: the drawing's own colours "
+           "at 512 px (lines drawn in), standing in for the model's output.", fill=(120, 20, 20), font=font)
+    sheet.save(out, optimize=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=None, help="a model folder (default: tiny random weights)")
@@ -153,6 +186,7 @@ def main(argv=None) -> int:
     for path in samples(ROOT / "docs" / "samples"):
         print("wrote", path)
     print("wrote", multi_reference(args.models, args.out, args.steps))
+    print("wrote", full_page(ROOT / "docs" / "full_page.png"))
     return 0
 
 
