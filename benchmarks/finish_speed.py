@@ -2,10 +2,11 @@
 
 A drawn page (mn_core.synthetic_page) and a stand-in for the model's output (its true colours with its lines drawn
 in, at 512 px on the long side) are written once; then each mode runs in a fresh process, which loads them, finishes
-the page ``--repeat`` times and writes the layers once. Printed: the median finishing time, the peak RSS of the
-whole process while finishing (VmHWM, reset once the inputs are loaded) and its RSS before (imports and images), the PSD and PNG-layer writing times, and the
-colour error against the page's true colours (max channel difference > 24 on pixels clear of lines) next to the
-plain bicubic resize the pack used before. Numbers are for this machine, this run.
+the page ``--repeat`` times and writes the layers once. Printed: the median finishing time; the peak RSS of the
+whole process while finishing (VmHWM, reset once the inputs are loaded) and its RSS before (imports and images);
+the PSD and PNG-layer writing times; the colour error against the page's true colours (max channel difference > 24
+on pixels clear of lines), next to the plain bicubic resize the pack used before. Numbers are for this machine,
+this run.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def _median_by_label(labels: np.ndarray, values: np.ndarray, n: int) -> tuple[np
     return out, has
 
 
-def region_colours(regions: np.ndarray, n: int, colour: np.ndarray, dist: np.ndarray, up: np.ndarray | None,
+def region_colours(regions: np.ndarray, n: int, colour: np.ndarray, dist: np.ndarray, up: np.ndarray,
                    s: float) -> np.ndarray:
     """(n + 1, 3) uint8: the robust colour of every region (module doc, step 5)."""
     rows, cols, _ = _samples(colour, regions.shape)
@@ -182,8 +182,6 @@ def region_colours(regions: np.ndarray, n: int, colour: np.ndarray, dist: np.nda
     missing = ~has
     missing[0] = False
     if missing.any():
-        if up is None:
-            raise ValueError("internal: regions without samples need the upsampled colour")
         sel = missing[regions]
         which = regions[sel]
         count = np.bincount(which, minlength=n + 1)
@@ -204,16 +202,16 @@ def interior_weighted(colour: np.ndarray, sample_dist: np.ndarray) -> np.ndarray
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def smooth_colour(colour: np.ndarray, regions: np.ndarray, dist: np.ndarray, palette_of, s: float) -> np.ndarray:
-    """(H, W, 3) uint8: the colour at the page's size (module doc, step 4)."""
+def smooth_colour(colour: np.ndarray, up: np.ndarray, regions: np.ndarray, dist: np.ndarray, palette: np.ndarray,
+                  s: float) -> np.ndarray:
+    """(H, W, 3) uint8: the colour at the page's size (module doc, step 4). ``up``: the colour resized bilinearly
+    to the page; ``palette``: the region colours."""
     cv2 = _cv2()
     H, W = regions.shape
-    up = cv2.resize(colour, (W, H), interpolation=cv2.INTER_LINEAR)
     band = (PURITY + 1.5) * s
     valid = dist > band
     if valid.all():
         return up
-    palette = palette_of(up)
     if not valid.any():
         return palette[regions]
     flat_regions = regions.ravel()
@@ -356,17 +354,12 @@ def finish_page(colour, lineart, *, polarity: str = "auto", flat: bool = False, 
     regions, n = find_regions(line, close_gaps, min_region)
     dist = cv2.distanceTransform((~line).astype(np.uint8), cv2.DIST_L2, 3)
     _, _, s = _samples(samples, (H, W))
-    palette_cache = {}
-
-    def palette_of(up):
-        if "p" not in palette_cache:
-            palette_cache["p"] = region_colours(regions, n, samples, dist, up, s)
-        return palette_cache["p"]
-
-    smooth = smooth_colour(samples, regions, dist, palette_of, s)
-    del dist
+    up = cv2.resize(samples, (W, H), interpolation=cv2.INTER_LINEAR)
+    palette = region_colours(regions, n, samples, dist, up, s)
+    smooth = smooth_colour(samples, up, regions, dist, palette, s)
+    del dist, up
     if flat:
-        colour_layer = palette_of(smooth)[regions]
+        colour_layer = palette[regions]
         detail = smooth
     else:
         colour_layer, detail = smooth, None

@@ -194,3 +194,14 @@ def test_finish_with_page_and_prior(page, colour):
 def test_bad_finishing_inputs_name_the_input(page, colour, kwargs, message):
     with pytest.raises((ValueError, ImageError), match=message):
         F.finish_page(colour, page.lines, **kwargs)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_pages_without_lines_near_or_without_clean_pixels(flat):
+    """A blank page (every pixel clean: plain bilinear) and a page too small for any clean pixel (region colours)."""
+    blank = F.finish_page(Image.new("RGB", (40, 40), (10, 200, 30)), Image.new("L", (400, 400), 255), flat=flat)
+    assert np.unique(np.asarray(blank.image).reshape(-1, 3), axis=0).tolist() == [[10, 200, 30]]
+    small = Image.new("L", (30, 30), 255)
+    ImageDraw.Draw(small).line((0, 15, 30, 15), fill=0, width=3)
+    done = F.finish_page(Image.new("RGB", (30, 30), (200, 0, 0)), small, flat=flat)
+    assert done.regions == 2 and tuple(np.asarray(done.colour)[5, 5]) == (200, 0, 0)
