@@ -64,6 +64,9 @@ class FinishPage:
 
         colours = bridge.image_batch(image, "image")
         n = colours.shape[0]
+        if n == 0:
+            raise ValueError("Finish Page: image is an empty batch; connect the coloured result (Colorize Sampler's "
+                             "image)")
         progress = bridge.Progress(colours.shape[0])
         results = []
         for k in range(colours.shape[0]):

@@ -146,6 +146,8 @@ def test_finish_page_and_save_layers_nodes(pack, comfy_env):
     got = (image[0].numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(got, np.asarray(direct.image))
     assert torch.allclose(alpha[0], torch.from_numpy(255 - np.asarray(page.lines)).float() / 255, atol=1e-6)
+    with pytest.raises(ValueError, match="Finish Page: image is an empty batch"):
+        node.finish(two[:0], image_tensor(page.lines), "auto", False, 8, 128, 0.8)
     with pytest.raises(ValueError, match="Finish Page: lineart has 3 images for 2 coloured frames"):
         node.finish(two, torch.cat([image_tensor(page.lines)] * 3), "auto", False, 8, 128, 0.8)
     saver = pack.NODE_CLASS_MAPPINGS["MangaNinjaSaveLayers"]()
