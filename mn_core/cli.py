@@ -188,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=POINTS_HELP + " The same points are used for every frame.")
     q.add_argument("--seed", type=int, default=0,
                    help="random seed (default 0); each frame's noise comes from (seed, frame number)")
+    q.add_argument("--restart", action="store_true",
+                   help="OUT_DIR holds a run with other settings: delete its frames and colour again from the start "
+                        "(without it such a folder is refused; the same settings resume)")
+    q.add_argument("--chunk", type=_non_negative_int, default=0, metavar="N",
+                   help="with --previous-frame: cut the shot into chunks of N frames, each restarting from the "
+                        "keyframe --overlap frames early (chunks can run on different workers); 0: one chain "
+                        "(default; with --ray: 16)")
+    q.add_argument("--overlap", type=_non_negative_int, default=2, metavar="K",
+                   help="frames coloured before each chunk to warm its chain up, not written (default 2)")
+    q.add_argument("--ray", metavar="local|ADDRESS",
+                   help="spread the frames over Ray actors (each loads the models once): 'local' starts a Ray "
+                        "instance on this machine, an address (ray://host:10001 or host:6379) joins a cluster; "
+                        "needs the extra [cluster] (pip install ray)")
+    q.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
+                   help="number of Ray actors (default: one per GPU of the cluster, else 2)")
     _add_run_options(q)
 
     e = sub.add_parser("evaluate", help="score coloured images against targets (PSNR, SSIM, LPIPS, FID, ...)",
@@ -382,77 +397,103 @@ def _write_layers(args, finished) -> None:
         print(f"wrote {len(paths)} PNG layers into {args.png_layers}")
 
 
-def _frame_source(path: Path):
-    """(output names, lazy iterator of PIL frames, count or None) for a folder of images or a video file."""
-    if path.is_dir():
-        files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
-                       key=lambda f: f.name)
-        if not files:
-            raise CliError(f"--frames {path}: no image files here ({', '.join(IMAGE_SUFFIXES)})")
-        names = [f.stem + ".png" for f in files]
-        seen: dict[str, Path] = {}
-        for f, name in zip(files, names):
-            if name in seen:
-                raise CliError(f"--frames {path}: {seen[name].name} and {f.name} would both be written as {name}")
-            seen[name] = f
-        return names, (_open_image(f, "--frames") for f in files), len(files)
-    if not path.is_file():
-        raise CliError(f"--frames {path}: no such folder or video file")
-    try:
-        import av
-    except ImportError:
-        raise CliError(f"--frames {path}: reading video needs PyAV: pip install av") from None
-    try:
-        container = av.open(str(path))
-        if not container.streams.video:
-            container.close()
-            raise CliError(f"--frames {path}: no video stream in this file")
-    except (av.FFmpegError, UnicodeDecodeError) as e:
-        raise CliError(f"--frames {path}: not a readable video ({e})") from None
-    stream = container.streams.video[0]
-    count = stream.frames or None
+def sequence_settings(args, source, points) -> dict:
+    """What makes a run's output what it is: the inputs, references, models and options (runner.Run hashes it)."""
+    from .runner import digest_file, models_identity
 
-    def frames():
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_image()
-        except av.FFmpegError as e:
-            raise CliError(f"--frames {path}: video decoding failed ({e})") from None
-        finally:
-            container.close()
+    chunked = args.previous_frame and args.chunk
+    return {"frames": source.identity, "references": [digest_file(p) for p in args.reference],
+            "models": models_identity(args.models), "points": points.to_json() if points.pairs else None,
+            "steps": args.steps, "guidance_ref": args.guidance_ref, "guidance_point": args.guidance_point,
+            "fit": args.fit, "size": args.size, "precision": args.precision, "device": args.device,
+            "seed": args.seed, "same_noise": args.same_noise, "previous_frame": args.previous_frame,
+            "batch": args.batch, "polarity": args.polarity, "multi_reference": args.multi_reference,
+            "chunk": args.chunk if chunked else 0, "overlap": args.overlap if chunked else 0}
 
-    names = (f"frame_{k:05d}.png" for k in range(10**9))
-    return names, frames(), count
+
+class _StopAfterFrame:
+    """Ctrl-C: finish the frame being coloured, write it, stop (a second Ctrl-C stops at once)."""
+
+    def __init__(self):
+        import signal
+
+        self.requested = False
+        self._signal = signal
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after the current frame (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def close(self):
+        self._signal.signal(self._signal.SIGINT, self._previous)
 
 
 def cmd_sequence(args) -> int:
     from tqdm.auto import tqdm
 
-    from .sequence import colorize_sequence
+    from .runner import ResumeError, Run, colour_unit, plan
+    from .shot_io import FramesError, open_frames, write_outputs
 
     if args.batch > 1 and args.previous_frame:
         raise CliError(f"--batch {args.batch} with --previous-frame: each frame needs the coloured one before it, "
                        "use --batch 1")
+    if args.ray and args.previous_frame and not args.chunk:
+        args.chunk = 16  # chunks are what several workers can share
     references = [_open_image(path, "--reference") for path in args.reference]
     points = _read_points(args.points)
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out}: exists and is not a folder")
-    names, frames, count = _frame_source(args.frames)
-    mn = _load(args)
-    ref = mn.encode_references(references, mode=args.multi_reference, size=args.size, fit=args.fit, seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = colorize_sequence(mn, ref, frames, points=points, steps=args.steps, guidance_ref=args.guidance_ref,
-                                guidance_point=args.guidance_point, seed=args.seed, same_noise=args.same_noise,
-                                previous_frame=args.previous_frame, batch=args.batch, polarity=args.polarity)
-    written = 0
-    with tqdm(total=count, desc="sequence", unit="frame", file=sys.stderr) as bar:
-        for name, result in zip(names, results):
-            result.image.save(args.out / name)
-            written += 1
-            bar.update(1)
-    if not written:
-        raise CliError(f"--frames {args.frames}: the video has no frames")
-    print(f"wrote {written} frame{'s' if written != 1 else ''} to {args.out} (seed {args.seed})")
+    if args.ray:
+        from .cluster import ray_available
+
+        ray_available()  # one clear line before anything starts
+    try:
+        source = open_frames(args.frames)
+        run = Run.open(args.out, sequence_settings(args, source, points), source.names, restart=args.restart)
+    except (FramesError, ResumeError) as e:
+        raise CliError(str(e)) from None
+    units = plan(run, previous_frame=args.previous_frame, batch=args.batch, chunk=args.chunk, overlap=args.overlap)
+    total, before = len(source), len(run.finished)
+    if before:
+        print(f"resuming: {before} of {total} frames already finished in {args.out}", file=sys.stderr)
+    options = dict(points=points, steps=args.steps, guidance_ref=args.guidance_ref,
+                   guidance_point=args.guidance_point, seed=args.seed, same_noise=args.same_noise,
+                   polarity=args.polarity)
+    stop = _StopAfterFrame()
+    try:
+        with tqdm(total=total, initial=before, desc="sequence", unit="frame", file=sys.stderr) as bar:
+            if args.ray and units:
+                from .cluster import run_on_ray
+
+                run_on_ray(args.ray, args, run, units, source, options, workers=args.ray_workers,
+                           on_frame=lambda index: bar.update(1), stop=lambda: stop.requested)
+            elif units:
+                mn = _load(args)
+                ref = mn.encode_references(references, mode=args.multi_reference, size=args.size, fit=args.fit,
+                                           seed=args.seed)
+                for unit in units:
+                    previous = run.read(unit.previous_index) if unit.previous_index is not None else None
+                    for index, data in colour_unit(mn, ref, unit, source.image, previous, options):
+                        run.record(index, data)
+                        bar.update(1)
+                        if stop.requested:
+                            break
+                    if stop.requested:
+                        break
+    finally:
+        stop.close()
+    if stop.requested and run.missing():
+        print(f"stopped: {len(run.finished)} of {total} frames finished in {args.out}; run the same command "
+              f"again to resume", file=sys.stderr)
+        return 130
+    if run.missing():  # a cluster run that lost every worker
+        raise CliError(f"{len(run.missing())} frames could not be coloured; run the same command again to resume")
+    written = write_outputs(args.out, source.names, source.fps)
+    print(f"wrote {total - before} frame{'s' if total - before != 1 else ''} to {args.out} (seed {args.seed}; "
+          f"{total} in all), and {', '.join(p.name for p in written)}")
     return 0
 
 

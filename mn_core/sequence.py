@@ -84,6 +84,17 @@ def colorize_sequence(mn: MangaNinja, reference: Reference, frames: Iterable, *,
         yield from _batch(mn, reference, pending, points, seed, same_noise, observers, options)
 
 
+def colorize_frames(mn: MangaNinja, reference: Reference, indexed: list[tuple[int, object]], *,
+                    points: Points | None = None, steps: int = 50, guidance_ref: float = 9.0,
+                    guidance_point: float = 15.0, seed: int = 0, same_noise: bool = False, polarity: str = "auto",
+                    observers: Observers = None) -> list[ColorizeResult]:
+    """Independent frames ``(index, line art)`` in one network call per step: exactly what
+    :func:`colorize_sequence` gives for them when batched the same way."""
+    pending = [(index, mn.prepared_lineart(reference, art, polarity)) for index, art in indexed]
+    return _batch(mn, reference, pending, points, seed, same_noise, observers,
+                  dict(steps=steps, guidance_ref=guidance_ref, guidance_point=guidance_point))
+
+
 def _batch(mn, reference, pending, points, seed, same_noise, observers, options) -> list[ColorizeResult]:
     linearts = [art for _, art in pending]
     maps: list[PointMaps] = [mn.point_maps(reference, art, points) for art in linearts]

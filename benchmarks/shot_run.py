@@ -1,0 +1,180 @@
+"""A shot coloured unattended: ``python benchmarks/shot_run.py`` (1,000 frames on tiny random weights, CPU).
+
+Three runs of ``python -m mn_core sequence`` (the command a studio types), each a fresh process:
+
+1. the whole shot, uninterrupted: throughput from frame 10 to the end against the single-image rate (one frame
+   coloured by :func:`mn_core.sequence.colorize_frame` in this process, warm, same settings), and the runner's RSS
+   (sampled every 0.2 s) at frame 10 and over the last tenth of the shot;
+2. the same shot in another folder, SIGKILLed at half way and started again at once: the time from the kill to
+   the first newly written frame, and that the finished folder equals run 1's byte for byte;
+3. with ``--ray local`` (when Ray is installed and ``--ray`` is given): the same figures on Ray actors.
+
+``--models DIR --size 512 --steps 20 --device cuda`` runs it at full size on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_frames(folder: Path, count: int) -> None:
+    from PIL import Image, ImageChops, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    line = Image.new("L", (128, 128), 255)
+    d = ImageDraw.Draw(line)
+    d.ellipse((20, 10, 90, 80), outline=0, width=3)
+    d.rectangle((35, 78, 75, 124), outline=0, width=3)
+    for k in range(count):
+        ImageChops.offset(line, (k % 40) - 20, 0).save(folder / f"f{k:05d}.png")
+
+
+def make_reference(path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    ref = Image.new("RGB", (128, 128), "white")
+    d = ImageDraw.Draw(ref)
+    d.ellipse((20, 10, 90, 80), fill=(230, 90, 60), outline=(20, 20, 20), width=3)
+    d.rectangle((35, 78, 75, 124), fill=(40, 80, 200), outline=(20, 20, 20), width=3)
+    ref.save(path)
+
+
+def finished(out: Path) -> int:
+    try:
+        return len(json.loads((out / "manifest.json").read_text())["frames"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def single_image_seconds(args, frames: Path, ref: Path) -> float:
+    """One frame, warm, in this process: the rate the runner is compared with."""
+    from PIL import Image
+
+    from mn_core.pipeline import MangaNinja
+    from mn_core.sequence import colorize_frame
+
+    mn = MangaNinja.from_folder(args.models, device=args.device, precision=args.precision)
+    encoded = mn.encode_references([Image.open(ref)], size=args.size, seed=0)
+    art = Image.open(frames / "f00001.png")
+    times = []
+    for _ in range(args.single_runs):
+        t0 = time.perf_counter()
+        colorize_frame(mn, encoded, art, 1, steps=args.steps)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def watch(cmd: list[str], out: Path, total: int, kill_at: int | None = None) -> dict:
+    """Run ``cmd``; sample its RSS and the finished count every 0.2 s; optionally SIGKILL it at ``kill_at``."""
+    import psutil
+
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    samples = []  # (time, finished, rss)
+    t10 = None
+    killed_at = None
+    while proc.poll() is None:
+        try:
+            rss = ps.memory_info().rss
+        except psutil.Error:
+            break
+        n = finished(out)
+        now = time.perf_counter()
+        samples.append((now, n, rss))
+        if t10 is None and n >= 10:
+            t10 = (now, n)
+        if kill_at is not None and n >= kill_at:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = now
+            break
+        time.sleep(0.2)
+    _, err = proc.communicate()
+    end = time.perf_counter()
+    if kill_at is None and proc.returncode != 0:
+        raise SystemExit(f"run failed: {err[-2000:]}")
+    return {"samples": samples, "t10": t10, "end": end, "killed_at": killed_at, "returncode": proc.returncode}
+
+
+def run_figures(run: dict, total: int, steps: int, single_s: float) -> dict:
+    (t10, n10) = run["t10"]
+    rate = (total - n10) / (run["end"] - t10)
+    rss = [(n, r) for _t, n, r in run["samples"]]
+    at10 = next(r for n, r in rss if n >= 10) / 2**20
+    tail = [r for n, r in rss if n >= 0.9 * total] or [rss[-1][1]]
+    return {"frames_per_s": rate, "steps_per_s": rate * steps, "single_steps_per_s": steps / single_s,
+            "ratio": rate * single_s, "rss_at_10_mb": at10, "rss_last_tenth_mb": max(tail) / 2**20,
+            "rss_growth_mb": max(tail) / 2**20 - at10}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--models", type=Path, help="a model folder (default: tiny random weights)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--single-runs", type=int, default=5)
+    p.add_argument("--ray", action="store_true", help="also run on a local Ray instance (2 workers)")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mn-shot-") as tmp:
+        tmp = Path(tmp)
+        if args.models is None:
+            from mn_core import synthetic
+
+            args.models = synthetic.write_layout(tmp / "models", synthetic.TINY, seed=0)
+        make_frames(tmp / "frames", args.frames)
+        make_reference(tmp / "ref.png")
+        single_s = single_image_seconds(args, tmp / "frames", tmp / "ref.png")
+
+        def cmd(out, *extra):
+            return [sys.executable, "-m", "mn_core", "sequence", "--models", str(args.models), "--reference",
+                    str(tmp / "ref.png"), "--frames", str(tmp / "frames"), "--out", str(out), "--steps",
+                    str(args.steps), "--size", str(args.size), "--device", args.device, "--precision",
+                    args.precision, *extra]
+
+        results = {"frames": args.frames, "steps": args.steps, "size": args.size, "single_frame_s": single_s}
+        whole = watch(cmd(tmp / "whole"), tmp / "whole", args.frames)
+        results["uninterrupted"] = run_figures(whole, args.frames, args.steps, single_s)
+        killed = watch(cmd(tmp / "killed"), tmp / "killed", args.frames, kill_at=args.frames // 2)
+        resumed = watch(cmd(tmp / "killed"), tmp / "killed", args.frames)
+        kill_n = killed["samples"][-1][1]
+        first_new = next(t for t, n, _r in resumed["samples"] if n > kill_n)
+        same = all((tmp / "whole" / f.name).read_bytes() == f.read_bytes() for f in (tmp / "killed").iterdir())
+        results["kill"] = {"killed_after_frames": kill_n, "kill_to_first_new_frame_s": first_new - killed["killed_at"],
+                           "identical_to_uninterrupted": same and len(list((tmp / "killed").iterdir()))
+                           == len(list((tmp / "whole").iterdir()))}
+        if args.ray:
+            ray_run = watch(cmd(tmp / "ray", "--ray", "local", "--ray-workers", "2"), tmp / "ray", args.frames)
+            results["ray"] = run_figures(ray_run, args.frames, args.steps, single_s)
+    u, k = results["uninterrupted"], results["kill"]
+    print(f"{args.frames} frames, {args.size} px, {args.steps} steps, {args.device} {args.precision}")
+    print(f"single image (warm, in process): {single_s:.3f} s per frame = {u['single_steps_per_s']:.2f} steps/s")
+    for name in ("uninterrupted", "ray"):
+        if name in results:
+            r = results[name]
+            print(f"{name:>13}: {r['frames_per_s']:.2f} frames/s = {r['steps_per_s']:.2f} steps/s, "
+                  f"{r['ratio']:.2f}x the single-image rate; RSS {r['rss_at_10_mb']:.0f} MB at frame 10, "
+                  f"{r['rss_last_tenth_mb']:.0f} MB over the last tenth (growth {r['rss_growth_mb']:+.0f} MB)")
+    print(f"SIGKILL after {k['killed_after_frames']} frames -> first new frame {k['kill_to_first_new_frame_s']:.1f} s "
+          f"later; finished folder identical to the uninterrupted run: {k['identical_to_uninterrupted']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
