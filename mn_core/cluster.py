@@ -44,9 +44,14 @@ def _image(data: bytes) -> Image.Image:
 class FrameWorker:
     """One Ray actor: the models loaded once, the references encoded once."""
 
-    def __init__(self, models: str, load: dict, references: list[bytes], encode: dict, options: dict):
+    def __init__(self, models: str, load: dict, references: list[bytes], encode: dict, options: dict,
+                 threads: int | None = None):
+        import torch
+
         from .pipeline import MangaNinja
 
+        if threads:  # the driver's CPU thread count: float sums in the same order, so a frame comes out the same
+            torch.set_num_threads(threads)
         self.mn = MangaNinja.from_folder(models, **load)
         self.ref = self.mn.encode_references([_image(r) for r in references], **encode)
         self.options = options
@@ -90,7 +95,10 @@ def run_on_ray(address: str, args, run: Run, units: list[Unit], source, options:
         load = {"device": args.device, "precision": args.precision, "sequential_rows": args.low_memory}
         encode = {"mode": args.multi_reference, "size": args.size, "fit": args.fit, "seed": args.seed}
         refs = [Path(p).read_bytes() for p in args.reference]
-        make = (lambda: actor_cls.remote(str(args.models.resolve()), load, refs, encode, options))
+        import torch
+
+        threads = None if gpus else torch.get_num_threads()
+        make = (lambda: actor_cls.remote(str(args.models.resolve()), load, refs, encode, options, threads))
         idle = [make() for _ in range(count)]
         queue: deque[Unit] = deque(units)
         running: dict = {}  # future -> (actor, unit)
