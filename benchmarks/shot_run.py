@@ -2,9 +2,9 @@
 
 Three runs of ``python -m mn_core sequence`` (the command a studio types), each a fresh process:
 
-1. the whole shot, uninterrupted: throughput from frame 10 to the end against the single-image rate (one frame
+1. the whole shot, uninterrupted: throughput from frame 10 to the last frame against the single-image rate (one frame
    coloured by :func:`mn_core.sequence.colorize_frame` in this process, warm, same settings), and the runner's RSS
-   (sampled every 0.2 s) at frame 10 and over the last tenth of the shot;
+   (sampled every 0.5 s) at frame 10 and over the last tenth of the shot;
 2. the same shot in another folder, SIGKILLed at half way and started again at once: the time from the kill to
    the first newly written frame, and that the finished folder equals run 1's byte for byte;
 3. with ``--ray local`` (when Ray is installed and ``--ray`` is given): the same figures on Ray actors.
@@ -77,10 +77,11 @@ def single_image_seconds(args, frames: Path, ref: Path) -> float:
 
 
 def watch(cmd: list[str], out: Path, total: int, kill_at: int | None = None) -> dict:
-    """Run ``cmd``; sample its RSS and the finished count every 0.2 s; optionally SIGKILL it at ``kill_at``."""
+    """Run ``cmd``; sample its RSS and the finished count every 0.5 s; optionally SIGKILL it at ``kill_at``."""
     import psutil
 
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would stop the runner (its progress bar)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True)
     ps = psutil.Process(proc.pid)
     samples = []  # (time, finished, rss)
     t10 = None
@@ -99,9 +100,12 @@ def watch(cmd: list[str], out: Path, total: int, kill_at: int | None = None) -> 
             proc.send_signal(signal.SIGKILL)
             killed_at = now
             break
-        time.sleep(0.2)
-    _, err = proc.communicate()
+        time.sleep(0.5)
+    proc.wait()
     end = time.perf_counter()
+    log.seek(0)
+    err = log.read()
+    log.close()
     if kill_at is None and proc.returncode != 0:
         raise SystemExit(f"run failed: {err[-2000:]}")
     return {"samples": samples, "t10": t10, "end": end, "killed_at": killed_at, "returncode": proc.returncode}
@@ -109,7 +113,8 @@ def watch(cmd: list[str], out: Path, total: int, kill_at: int | None = None) -> 
 
 def run_figures(run: dict, total: int, steps: int, single_s: float) -> dict:
     (t10, n10) = run["t10"]
-    rate = (total - n10) / (run["end"] - t10)
+    t_last = next((t for t, n, _r in run["samples"] if n >= total), run["end"])  # the last frame written
+    rate = (total - n10) / (t_last - t10)
     rss = [(n, r) for _t, n, r in run["samples"]]
     at10 = next(r for n, r in rss if n >= 10) / 2**20
     tail = [r for n, r in rss if n >= 0.9 * total] or [rss[-1][1]]

@@ -84,6 +84,28 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+_LOCKS: dict[str, int] = {}  # folder -> open descriptor holding its lock, for the life of the process
+
+
+def _lock(out: Path) -> None:
+    """One run per folder: an exclusive lock on the folder itself (released when the process ends, however)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        return
+    key = str(out.resolve())
+    if key in _LOCKS:
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ResumeError(f"--out {out}: another run is writing into this folder; wait for it to end (or stop it) "
+                          f"and run the command again") from None
+    _LOCKS[key] = fd
+
+
 def settings_digest(settings: dict) -> str:
     return digest_bytes(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode())
 
@@ -101,6 +123,7 @@ class Run:
     def open(cls, out: Path, settings: dict, names: list[str], *, restart: bool = False) -> "Run":
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        _lock(out)
         for stale in out.glob(".*.partial"):  # what a crash left mid-write
             stale.unlink()
         run = cls(out, settings, list(names))

@@ -86,3 +86,16 @@ def test_finish_speed_benchmark_runs(tmp_path):
     for r in results:
         assert r["size"] == [300, 450] and r["peak_rss_mb"] >= r["rss_before_mb"] > 0 and r["psd_mb"] > 0
     assert results[0]["bad_pixels"] < results[0]["bad_pixels_resized"]
+
+
+def test_shot_run_benchmark_runs(tmp_path):
+    """benchmarks/shot_run.py on a short shot: the uninterrupted run, the SIGKILL and resume, the figures."""
+    proc = subprocess.run([sys.executable, "benchmarks/shot_run.py", "--frames", "24", "--single-runs", "2",
+                           "--json", str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "the single-image rate" in proc.stdout and "SIGKILL after" in proc.stdout
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["kill"]["identical_to_uninterrupted"] is True
+    assert 0 < results["kill"]["killed_after_frames"] < 24
+    assert results["uninterrupted"]["frames_per_s"] > 0 and results["uninterrupted"]["rss_at_10_mb"] > 0

@@ -117,6 +117,15 @@ def test_sequence_reads_a_video(tiny, tiny_models, inputs, tmp_path):
         got = load(tmp_path / "out" / name)
         assert got.size == (64, 48)
         assert same_bytes(got, want.image), name
+    # for people: the coloured shot as an MP4 at the source's 24 fps, and a contact sheet of every frame
+    with av.open(str(tmp_path / "out" / "coloured.mp4")) as container:
+        stream = container.streams.video[0]
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert float(stream.average_rate) == 24 and len(decoded) == 3 and decoded[0].shape == (48, 64, 3)
+    first = np.asarray(load(tmp_path / "out" / names[0]), np.int16)
+    assert np.abs(decoded[0].astype(np.int16) - first).mean() < 6  # H.264 at crf 18
+    sheet = Image.open(tmp_path / "out" / "contact_sheet.png")
+    assert sheet.width > 3 * 64 and sheet.height > 48
 
 
 @pytest.mark.parametrize("mode", ["tile", "bank"])

@@ -95,3 +95,28 @@ def test_without_ray_one_line(tiny_models, shot, tmp_path):
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert errors == ['error: --ray needs Ray: pip install ray (or pip install "comfyui-manganinja[cluster]")']
     assert not (tmp_path / "out").exists()  # refused before anything was started or written
+
+
+def test_joining_a_running_cluster_by_its_address(tiny_models, shot, tmp_path):
+    """`--ray ADDRESS`: a Ray head started with `ray start` (as a studio's cluster is), joined by the command."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")  # token auth, as Ray now defaults
+    started = subprocess.run([*ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                              "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                             capture_output=True, text=True, timeout=180, env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        out = tmp_path / "out"
+        done = subprocess.run(command(tiny_models, shot, out, "--ray", f"127.0.0.1:{port}", "--ray-workers", "2"),
+                              cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr
+        assert json.loads((out / MANIFEST).read_text())["complete"]
+        written = [line for line in done.stderr.splitlines() if "mn_core.runner: wrote" in line]
+        assert len(written) == FRAMES
+    finally:
+        subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)

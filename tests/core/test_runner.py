@@ -175,3 +175,17 @@ def test_chunked_shot_equals_the_chains_computed_directly(tiny, tiny_models, sho
             if index >= start:
                 got = np.asarray(Image.open(out / f"f{index:02d}.png"))
                 assert np.array_equal(got, np.asarray(result.image)), index
+
+
+def test_two_runs_into_one_folder_the_second_is_refused(tiny_models, shot, tmp_path):
+    out = tmp_path / "out"
+    first = subprocess.Popen(command(tiny_models, shot, out, "--steps", "40"), cwd=ROOT,  # long enough to meet
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while finished_count(out) < 1 and first.poll() is None:
+            time.sleep(0.02)
+        second = run(command(tiny_models, shot, out))
+        assert second.returncode == 2 and "another run is writing into this folder" in second.stderr
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0 and finished_count(out) == FRAMES
