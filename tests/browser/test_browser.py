@@ -458,6 +458,7 @@ JS_REPORT_SHOWN = """(id) => {
     const box = [...document.querySelectorAll('pre.mn-metrics-report')].find((p) => p.textContent === w.mnText);
     if (!box || box.offsetParent === null || box.scrollHeight > box.clientHeight + 2) return null;
     const r = box.getBoundingClientRect();
+    if (r.width <= 200) return null;  // still being laid out (the DOM widget is sized after the run's redraw)
     return {value: box.textContent, width: r.width, height: r.height,
             saved: app.graph.serialize().nodes.find((n) => n.id === id).widgets_values};
 }"""
