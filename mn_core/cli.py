@@ -448,9 +448,10 @@ def cmd_sequence(args) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out}: exists and is not a folder")
     if args.ray:
-        from .cluster import ray_available
+        from .cluster import check_reachable, ray_available
 
         ray_available()  # one clear line before anything starts
+        check_reachable(args.ray)
     try:
         source = open_frames(args.frames)
         run = Run.open(args.out, sequence_settings(args, source, points), source.names, restart=args.restart)

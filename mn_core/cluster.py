@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import time
 from collections import deque
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from PIL import Image
 from .runner import Run, Unit
 
 MAX_REPLACEMENTS = 8  # actors started to replace dead ones, in all, before the run gives up (and can be resumed)
+CONNECT_TIMEOUT_S = 15.0  # how long an address may stay silent before --ray ADDRESS gives up (Ray itself: minutes)
+DEFAULT_PORTS = {"": 6379, "ray://": 10001}  # the head's GCS port; Ray Client's port
 
 
 class ClusterError(ValueError):
@@ -33,6 +37,35 @@ def ray_available():
         raise ClusterError("--ray needs Ray: pip install ray "
                            "(or pip install \"comfyui-manganinja[cluster]\")") from None
     return ray
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in seconds, with the address named, when nothing answers at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``); Ray would retry for minutes. ``local`` and ``auto`` are Ray's own business."""
+    if address in ("local", "auto"):
+        return
+    scheme = "ray://" if address.startswith("ray://") else ""
+    rest = address[len(scheme):]
+    host, sep, port_text = rest.rpartition(":")
+    if not sep:
+        host, port_text = rest, str(DEFAULT_PORTS[scheme])
+    try:
+        port = int(port_text)
+        if not host or not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ClusterError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT (the head node's "
+                           f"address, as `ray start --head` prints it)") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), port), timeout=min(5.0, timeout)):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"--ray {address}: nothing answers at {host}:{port} ({e.strerror or e}); start "
+                                   f"the head with `ray start --head --port {port}` or check the address") from None
+            time.sleep(0.5)
 
 
 def _image(data: bytes) -> Image.Image:
@@ -85,7 +118,10 @@ def run_on_ray(address: str, args, run: Run, units: list[Unit], source, options:
                 ray.init(address="local", num_cpus=max(2, workers or 2), include_dashboard=False,
                          runtime_env=env, log_to_driver=False)
             else:
+                check_reachable(address)
                 ray.init(address=address, runtime_env=env, log_to_driver=False)
+        except ClusterError:
+            raise
         except Exception as e:  # noqa: BLE001  (Ray raises ConnectionError, RuntimeError, ...)
             raise ClusterError(f"--ray {address}: cannot start or join Ray ({' '.join(str(e).split())})") from None
     try:

@@ -5,6 +5,7 @@ the single-process run within one grey level."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -95,6 +96,23 @@ def test_without_ray_one_line(tiny_models, shot, tmp_path):
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert errors == ['error: --ray needs Ray: pip install ray (or pip install "comfyui-manganinja[cluster]")']
     assert not (tmp_path / "out").exists()  # refused before anything was started or written
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}", "127.0.0.1:notaport"])
+def test_an_address_where_nothing_answers_is_one_line(tiny_models, shot, tmp_path, address):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = address.format(port=port)
+    t0 = time.monotonic()
+    out = subprocess.run(command(tiny_models, shot, tmp_path / "out", "--ray", address), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: --ray {address}: "), out.stderr
+    assert ("nothing answers at 127.0.0.1:" if "notaport" not in address else "expected local, auto") in errors[0]
+    assert time.monotonic() - t0 < 120  # Ray alone retries for minutes
+    assert not (tmp_path / "out").exists()
 
 
 def test_joining_a_running_cluster_by_its_address(tiny_models, shot, tmp_path):
