@@ -17,6 +17,7 @@ LVCD does for long clips: chunks can then run on different machines.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -70,18 +71,26 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path``, never partially: a hidden temporary file, flushed to disk, renamed into place."""
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A binary file to write that appears at ``path`` only whole: a hidden temporary file, flushed to disk,
+    renamed into place when the block ends (and removed if it fails)."""
     tmp = path.with_name(f".{path.name}.partial")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path``, never partially (:func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 _LOCKS: dict[str, int] = {}  # folder -> open descriptor holding its lock, for the life of the process

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from .runner import digest_bytes, digest_file, write_atomic
+from .runner import atomic_file, digest_bytes, digest_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 CONTACT_SHEET = "contact_sheet.png"
@@ -90,54 +90,58 @@ def open_frames(path: Path) -> FrameSource:
                        fps=Fraction(fps) if fps else None, _frames=frames)
 
 
-def contact_sheet(images: list[Image.Image], names: list[str], *, width: int = 1600, columns: int | None = None):
-    """A grid of the frames (in order, each labelled with its name), ``width`` px wide."""
-    n = len(images)
+def contact_sheet(frame, names: list[str], *, width: int = 1600, columns: int | None = None) -> Image.Image:
+    """A grid of the frames (in order, each labelled with its name), ``width`` px wide. ``frame(k)`` opens frame
+    k: one frame at a time is held, so a shot of any length fits in memory."""
+    n = len(names)
     cols = columns or max(1, min(n, math.ceil(math.sqrt(n * 16 / 9))))
     rows = math.ceil(n / cols)
     tw = max(16, (width - 4 * (cols + 1)) // cols)
-    aspect = images[0].height / images[0].width
-    th = max(8, round(tw * aspect))
-    sheet = Image.new("RGB", (cols * (tw + 4) + 4, rows * (th + 16) + 4), (235, 235, 235))
-    d = ImageDraw.Draw(sheet)
-    for k, (img, name) in enumerate(zip(images, names)):
-        x, y = 4 + (k % cols) * (tw + 4), 4 + (k // cols) * (th + 16)
-        sheet.paste(img.convert("RGB").resize((tw, th), Image.BOX), (x, y))
+    sheet = d = th = None
+    for k, name in enumerate(names):
+        with frame(k) as img:
+            if sheet is None:
+                th = max(8, round(tw * img.height / img.width))
+                sheet = Image.new("RGB", (cols * (tw + 4) + 4, rows * (th + 16) + 4), (235, 235, 235))
+                d = ImageDraw.Draw(sheet)
+            x, y = 4 + (k % cols) * (tw + 4), 4 + (k // cols) * (th + 16)
+            sheet.paste(img.convert("RGB").resize((tw, th), Image.BOX), (x, y))
         d.text((x, y + th + 2), name[:max(4, tw // 6)], fill=(40, 40, 40))
     return sheet
 
 
 def write_outputs(out: Path, names: list[str], fps: Fraction | None, *, sheet_width: int = 1600) -> list[Path]:
     """The contact sheet (and for video input the MP4) from the finished frames in ``out``, each written
-    atomically."""
-    images = []
-    for name in names:
-        img = Image.open(out / name)
-        img.load()
-        images.append(img)
+    atomically, reading one frame at a time."""
+    def frame(k: int) -> Image.Image:
+        return Image.open(out / names[k])
+
     written = [out / CONTACT_SHEET]
-    buf = io.BytesIO()
-    contact_sheet(images, names, width=sheet_width).save(buf, format="PNG")
-    write_atomic(out / CONTACT_SHEET, buf.getvalue())
+    with atomic_file(out / CONTACT_SHEET) as f:
+        contact_sheet(frame, names, width=sheet_width).save(f, format="PNG")
     if fps is not None:
-        write_atomic(out / VIDEO_OUT, mp4_bytes(images, fps))
+        with atomic_file(out / VIDEO_OUT) as f:
+            write_mp4(f, (frame(k) for k in range(len(names))), fps)
         written.append(out / VIDEO_OUT)
     return written
 
 
-def mp4_bytes(images: list[Image.Image], fps: Fraction) -> bytes:
-    """H.264 MP4 at ``fps`` (one encoding thread, no timestamps in the file: the same frames give the same bytes)."""
+def write_mp4(file, frames, fps: Fraction) -> None:
+    """H.264 MP4 at ``fps`` into the binary ``file``, from an iterable of frames (each closed once encoded; one
+    encoding thread, no timestamps in the file: the same frames give the same bytes)."""
     import av
 
-    w, h = images[0].size
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.options = {"crf": "18"}
-        for img in images:
-            frame = av.VideoFrame.from_image(img.convert("RGB").crop((0, 0, w - w % 2, h - h % 2)))
+    with av.open(file, "w", format="mp4") as container:
+        stream = None
+        for img in frames:
+            with img:
+                if stream is None:
+                    w, h = img.size
+                    stream = container.add_stream("libx264", rate=fps)
+                    stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+                    stream.codec_context.thread_count = 1
+                    stream.options = {"crf": "18"}
+                frame = av.VideoFrame.from_image(img.convert("RGB").crop((0, 0, w - w % 2, h - h % 2)))
             container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return buf.getvalue()
+        if stream is not None:
+            container.mux(stream.encode())
