@@ -4,7 +4,9 @@ Three runs of ``python -m mn_core sequence`` (the command a studio types), each 
 
 1. the whole shot, uninterrupted: throughput from frame 10 to the last frame against the single-image rate (one frame
    coloured by :func:`mn_core.sequence.colorize_frame` in this process, warm, same settings), and the runner's RSS
-   (sampled every 0.5 s) at frame 10 and over the last tenth of the shot;
+   (sampled every 0.5 s; its highest sample over the first tenth after frame 10, over the last tenth and per
+   tenth: RSS swings within a frame, so like is compared with like), and its peak (the contact sheet and MP4 are
+   made after the last frame, one frame at a time);
 2. the same shot in another folder, SIGKILLed at half way and started again at once: the time from the kill to
    the first newly written frame, and that the finished folder equals run 1's byte for byte;
 3. with ``--ray local`` (when Ray is installed and ``--ray`` is given): the same figures on Ray actors.
@@ -116,11 +118,22 @@ def run_figures(run: dict, total: int, steps: int, single_s: float) -> dict:
     t_last = next((t for t, n, _r in run["samples"] if n >= total), run["end"])  # the last frame written
     rate = (total - n10) / (t_last - t10)
     rss = [(n, r) for _t, n, r in run["samples"]]
-    at10 = next(r for n, r in rss if n >= 10) / 2**20
-    tail = [r for n, r in rss if n >= 0.9 * total] or [rss[-1][1]]
+    # RSS swings within a frame (activations come and go), so like is compared with like: the highest sample
+    # over the first tenth after frame 10 and over the last tenth of the frames (then the contact sheet / MP4
+    # are made: reported apart), and per tenth of the shot
+    tenth = max(1, total // 10)
+
+    def peak(lo, hi):
+        got = [r for n, r in rss if lo <= n < hi]
+        return max(got) / 2**20 if got else float("nan")
+
+    first, last = peak(10, 10 + tenth), peak(total - tenth, total)
+    outputs = [r for n, r in rss if n >= total] or [0]
     return {"frames_per_s": rate, "steps_per_s": rate * steps, "single_steps_per_s": steps / single_s,
-            "ratio": rate * single_s, "rss_at_10_mb": at10, "rss_last_tenth_mb": max(tail) / 2**20,
-            "rss_growth_mb": max(tail) / 2**20 - at10}
+            "ratio": rate * single_s, "rss_first_tenth_mb": first, "rss_last_tenth_mb": last,
+            "rss_growth_mb": last - first, "rss_peak_mb": max(r for _n, r in rss) / 2**20,
+            "rss_outputs_mb": max(outputs) / 2**20,
+            "rss_by_tenth_mb": [round(peak(k * tenth, (k + 1) * tenth), 1) for k in range(10)]}
 
 
 def main(argv=None) -> int:
@@ -172,8 +185,11 @@ def main(argv=None) -> int:
         if name in results:
             r = results[name]
             print(f"{name:>13}: {r['frames_per_s']:.2f} frames/s = {r['steps_per_s']:.2f} steps/s, "
-                  f"{r['ratio']:.2f}x the single-image rate; RSS {r['rss_at_10_mb']:.0f} MB at frame 10, "
-                  f"{r['rss_last_tenth_mb']:.0f} MB over the last tenth (growth {r['rss_growth_mb']:+.0f} MB)")
+                  f"{r['ratio']:.2f}x the single-image rate; highest RSS {r['rss_first_tenth_mb']:.0f} MB over "
+                  f"frames 10-{10 + args.frames // 10}, {r['rss_last_tenth_mb']:.0f} MB over the last tenth "
+                  f"(growth {r['rss_growth_mb']:+.0f} MB); peak {r['rss_peak_mb']:.0f} MB, "
+                  f"{r['rss_outputs_mb']:.0f} MB making the contact sheet")
+            print(f"{'':>13}  highest RSS per tenth of the shot (MB): {r['rss_by_tenth_mb']}")
     print(f"SIGKILL after {k['killed_after_frames']} frames -> first new frame {k['kill_to_first_new_frame_s']:.1f} s "
           f"later; finished folder identical to the uninterrupted run: {k['identical_to_uninterrupted']}")
     if args.json:

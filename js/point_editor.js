@@ -22,6 +22,14 @@
 // value is set, an upstream node's `image` widget or `imgs` previews change or it executed (api "executed"), and
 // when the frontend draws the widget.
 //
+// Suggest (toolbar): the pack's route POST /manganinja/suggest (nodes/routes.py) gets the two images shown and
+// answers suggested pairs (mn_core.suggest). They are drawn as dashed cyan rings and are NOT in the `points` value
+// until accepted: a click on one accepts it, dragging it accepts it where it is dropped, a right-click drops it, and
+// the Accept button takes all (up to the maximum). Undo covers all of this. Palette (toolbar): POST
+// /manganinja/palette answers the reference's main colours (mn_core.palette), shown as a strip of swatches; drag a
+// swatch onto a line-art region (or click it, then the region) to add the pair "this region gets that colour": the
+// swatch's next unused reference point -> the line-art pixel.
+//
 // Debug/test hook: `node.mnPointEditor` (this file's PointEditor) with
 //   getPoints()                    -> the parsed JSON object of the widget value
 //   isReady()                      -> both images are loaded and laid out
@@ -31,9 +39,11 @@
 //   clientToImage(clientX, clientY) -> {side, x, y, inside} the image pixel under a client position (or null)
 //   clientScale()                  -> {rect, kx, ky}: client px per canvas CSS px (the canvas zoom)
 //   element / canvas               -> the widget's DOM elements (element has data-mn-ready / data-mn-pairs)
-// and, read-only for tests: pairs, pending ({side, xy} of a half pair), layout, runSources, status (text element).
+// and, read-only for tests: pairs, pending ({side, xy} of a half pair), layout, runSources, status (text element),
+// suggested (pairs not accepted yet), palette (swatches of the reference shown), armed (the swatch clicked last).
 
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 import { EditorCanvas, chainCallback, hideWidget, viewURL, watchWidgetValue } from "./editor_canvas.js";
 
 const NODE_TYPE = "MangaNinjaPointEditor";
@@ -47,6 +57,7 @@ const LABELS = { reference: "Reference", lineart: "Line art" };
 const COORDINATE_INPUTS = ["reference_coordinates", "lineart_coordinates"];
 const REFERENCE_INPUTS = ["reference", "reference_2", "reference_3", "reference_4"]; // nodes/reference.py order
 const OTHER_REFERENCE_ALPHA = 0.4; // line-art points of pairs on another reference
+const SUGGESTED_COLOUR = "#00e5ff"; // the dashed ring of a suggested pair
 const POINT_RADIUS = 6; // CSS px
 const HIT_RADIUS = 10;
 
@@ -107,8 +118,21 @@ class PointEditor extends EditorCanvas {
     this.runPoints = null; // points the last execution used (shown when coordinate inputs are connected)
     this.drag = null;
     this.lastText = null;
+    this.suggested = []; // [{reference, lineart, reference_index, confidence}]: suggestions not accepted yet
+    this.palette = null; // {url, swatches: [{colour, hex, share, points}]} of the reference shown
+    this.armed = null; // index of the swatch clicked, waiting for a click on the line art
+    this.busy = false;
     this.addButton("Undo", "Undo the last change (Ctrl+Z while the editor has focus)", () => this.undo());
-    this.addButton("Clear", "Remove all pairs", () => this.clear());
+    this.addButton("Clear", "Remove all pairs and suggestions", () => this.clear());
+    this.addButton("Suggest", "Suggest matching pairs automatically (shown dashed until accepted)",
+                   () => this.suggest());
+    this.addButton("Accept", "Accept every suggested pair", () => this.acceptAll());
+    this.addButton("Palette", "Show the reference's main colours: drag one onto a line-art region",
+                   () => this.loadPalette());
+    this.strip = document.createElement("div");
+    this.strip.className = "mn-palette-strip";
+    Object.assign(this.strip.style, { display: "none", gap: "3px", minHeight: "18px", flexWrap: "wrap" });
+    this.bar.after(this.strip);
     this.selector = this.addSelect("mn-reference-select", "The reference shown on the left: new pairs belong to it",
                                    (value) => this.selectReference(Number(value)));
     // a value set from outside (a script, another extension); our own commits are recognised by lastText
@@ -155,7 +179,7 @@ class PointEditor extends EditorCanvas {
   }
 
   snapshot() {
-    return JSON.stringify({ pairs: this.pairs, pending: this.pending });
+    return JSON.stringify({ pairs: this.pairs, pending: this.pending, suggested: this.suggested });
   }
 
   remember() {
@@ -165,15 +189,160 @@ class PointEditor extends EditorCanvas {
 
   undo() {
     if (!this.history.length) return this.flash("Nothing to undo.");
-    ({ pairs: this.pairs, pending: this.pending } = JSON.parse(this.history.pop()));
+    const state = JSON.parse(this.history.pop());
+    ({ pairs: this.pairs, pending: this.pending } = state);
+    this.suggested = state.suggested ?? [];
     this.commit();
   }
 
   clear() {
-    if (!this.pairs.length && !this.pending) return;
+    if (!this.pairs.length && !this.pending && !this.suggested.length) return;
     this.remember();
     this.pairs = [];
     this.pending = null;
+    this.suggested = [];
+    this.commit();
+  }
+
+  // ---- suggestions and palette (nodes/routes.py) --------------------------------------------------------------
+  async imageBlob(side) {
+    const img = this.images[side].img;
+    if (!img) throw new Error(`the ${LABELS[side].toLowerCase()} is not loaded yet`);
+    const response = await fetch(img.src);
+    if (!response.ok) throw new Error(`could not read the ${LABELS[side].toLowerCase()} (${response.status})`);
+    return response.blob();
+  }
+
+  async post(route, fields) {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(fields)) {
+      if (value instanceof Blob) form.append(name, value, `${name}.png`);
+      else form.append(name, String(value));
+    }
+    const response = await api.fetchApi(route, { method: "POST", body: form });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error ?? `${route} answered ${response.status}`);
+    return body;
+  }
+
+  async suggest() {
+    if (this.busy || this.editable() !== true) return;
+    if (!this.isReady()) return this.flash("Connect the reference and the line art first.");
+    this.busy = true;
+    this.flash("Suggesting pairs…");
+    try {
+      const free = MAX_PAIRS - this.pairs.length;
+      if (free <= 0) return this.flash(`All ${MAX_PAIRS} pairs are used already.`);
+      const found = await this.post("/manganinja/suggest", {
+        reference: await this.imageBlob("reference"), lineart: await this.imageBlob("lineart"),
+        max_pairs: Math.min(12, free) });
+      const fresh = (found.pairs ?? []).map((p) => ({ reference: [...p.reference], lineart: [...p.lineart],
+                                                     reference_index: this.selected, confidence: p.confidence }))
+        .filter((p) => this.usedBy("reference", p.reference) < 0 && this.usedBy("lineart", p.lineart) < 0);
+      this.remember();
+      this.suggested = fresh;
+      this.notice = null;
+      this.draw();
+      if (!fresh.length) this.flash("No reliable pairs found: place them by hand.");
+    } catch (e) {
+      this.flash(`Suggest failed: ${e.message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  accept(k, xy = null) { // suggestion k becomes a pair (at line-art pixel xy when it was dragged)
+    const s = this.suggested[k];
+    const pair = { reference: [...s.reference], lineart: xy ? [...xy] : [...s.lineart],
+                   reference_index: s.reference_index };
+    if (this.pairs.length >= MAX_PAIRS) return this.flash(`All ${MAX_PAIRS} pairs are used (the maximum).`);
+    const clash = Math.max(this.usedBy("lineart", pair.lineart), this.usedBy("reference", pair.reference));
+    if (clash >= 0) return this.flash(`Pair ${clash + 1} already uses that pixel.`);
+    this.pairs.push(pair);
+    this.suggested.splice(k, 1);
+    return true;
+  }
+
+  acceptAll() {
+    if (!this.suggested.length) return this.flash("No suggested pairs: press Suggest first.");
+    if (this.editable() !== true) return;
+    this.remember();
+    while (this.suggested.length && this.pairs.length < MAX_PAIRS) {
+      if (this.accept(0) !== true) this.suggested.splice(0, 1);
+    }
+    this.suggested = [];
+    this.commit();
+  }
+
+  async loadPalette() {
+    if (this.busy) return;
+    if (!this.images.reference.img) return this.flash("Connect the reference first.");
+    this.busy = true;
+    try {
+      const url = this.images.reference.url;
+      const found = await this.post("/manganinja/palette", { reference: await this.imageBlob("reference") });
+      this.palette = { url, swatches: found.palette ?? [] };
+      this.armed = null;
+      this.buildStrip();
+    } catch (e) {
+      this.flash(`Palette failed: ${e.message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  buildStrip() {
+    const swatches = this.palette?.swatches ?? [];
+    this.strip.replaceChildren(...swatches.map((s, k) => {
+      const b = document.createElement("div");
+      b.className = "mn-swatch";
+      b.dataset.index = String(k);
+      b.title = `${s.hex} (${(100 * s.share).toFixed(1)} % of the reference): drag onto a line-art region`;
+      Object.assign(b.style, { width: "22px", height: "18px", background: s.hex, borderRadius: "3px",
+                               border: "2px solid #222", cursor: "grab", touchAction: "none" });
+      b.addEventListener("pointerdown", (e) => {
+        e.stopPropagation();
+        e.preventDefault();
+        b.setPointerCapture?.(e.pointerId);
+        this.swatchDrag = { index: k, pointerId: e.pointerId, x: e.clientX, y: e.clientY };
+      });
+      b.addEventListener("pointerup", (e) => {
+        const drag = this.swatchDrag;
+        this.swatchDrag = null;
+        if (!drag || drag.pointerId !== e.pointerId) return;
+        e.stopPropagation();
+        const pos = this.clientToImage(e.clientX, e.clientY);
+        const moved = Math.hypot(e.clientX - drag.x, e.clientY - drag.y) > 4;
+        if (!moved) { // a click: arm the swatch for the next click on the line art
+          this.armed = this.armed === k ? null : k;
+          return this.buildStripStyle();
+        }
+        if (pos?.side === "lineart" && pos.inside) this.addHint(k, [pos.x, pos.y]);
+      });
+      return b;
+    }));
+    this.strip.style.display = swatches.length ? "flex" : "none";
+    this.buildStripStyle();
+  }
+
+  buildStripStyle() {
+    for (const b of this.strip.children) {
+      b.style.border = Number(b.dataset.index) === this.armed ? "2px solid white" : "2px solid #222";
+    }
+    this.draw();
+  }
+
+  addHint(k, xy) { // "this line-art pixel gets swatch k's colour": the swatch's next free reference point
+    if (this.editable() !== true) return;
+    const swatch = this.palette.swatches[k];
+    const ref = swatch.points.find((p) => this.usedBy("reference", p) < 0);
+    if (!ref) return this.flash(`Every reference point of ${swatch.hex} is used; pick another colour.`);
+    if (this.usedBy("lineart", xy) >= 0) return this.flash("A pair already uses that line-art pixel.");
+    if (this.pairs.length >= MAX_PAIRS) return this.flash(`All ${MAX_PAIRS} pairs are used (the maximum).`);
+    this.remember();
+    this.pairs.push({ reference: [...ref], lineart: [...xy], reference_index: this.selected });
+    this.armed = null;
+    this.buildStripStyle();
     this.commit();
   }
 
@@ -223,6 +392,9 @@ class PointEditor extends EditorCanvas {
       this.pending = null;
     }
     this.selected = k;
+    this.palette = null; // it was the other reference's
+    this.armed = null;
+    this.buildStrip();
     this.refresh();
   }
 
@@ -283,10 +455,16 @@ class PointEditor extends EditorCanvas {
       if (side === "lineart" || this.onSelected(pair)) consider(side, pair[side], k);
     }));
     if (this.pending) consider(this.pending.side, this.pending.xy, -1);
+    const before = best;
+    this.suggested.forEach((pair, k) => SIDES.forEach((side) => {
+      if (side === "lineart" || this.onSelected(pair)) consider(side, pair[side], k);
+    }));
+    if (best !== before) best.suggested = true;
     return best;
   }
 
   pointAt(hit) {
+    if (hit.suggested) return this.suggested[hit.index][hit.side];
     return hit.index < 0 ? this.pending.xy : this.pairs[hit.index][hit.side];
   }
 
@@ -316,6 +494,7 @@ class PointEditor extends EditorCanvas {
       return;
     }
     const pos = this.clientToImage(e.clientX, e.clientY);
+    if (this.armed !== null && pos?.side === "lineart" && pos.inside) return this.addHint(this.armed, [pos.x, pos.y]);
     if (pos?.inside) this.addPoint(pos.side, [pos.x, pos.y]);
   }
 
@@ -337,6 +516,22 @@ class PointEditor extends EditorCanvas {
     this.drag = null;
     this.canvas.releasePointerCapture?.(e.pointerId);
     const xy = this.pointAt(drag);
+    if (drag.suggested) { // a click accepts the suggestion, a drag accepts it where it was dropped
+      const moved = [...xy];
+      [xy[0], xy[1]] = drag.start;
+      if (cancelled) return this.draw();
+      const snapshot = drag.before;
+      const k = drag.index;
+      const at = { reference: [...this.suggested[k].reference], lineart: [...this.suggested[k].lineart] };
+      at[drag.side] = moved;
+      this.suggested[k] = { ...this.suggested[k], ...at };
+      if (this.accept(k) !== true) {
+        this.suggested[k] = JSON.parse(snapshot).suggested[k];
+        return this.draw();
+      }
+      this.history.push(snapshot);
+      return this.commit();
+    }
     if (xy[0] === drag.start[0] && xy[1] === drag.start[1]) return this.draw();
     const clash = drag.index >= 0 ? this.usedBy(drag.side, xy, drag.index) : this.usedBy(drag.side, xy);
     if (cancelled || clash >= 0) {
@@ -372,6 +567,10 @@ class PointEditor extends EditorCanvas {
     const hit = this.hitTest(e.clientX, e.clientY);
     if (!hit || this.editable() !== true) return;
     this.remember();
+    if (hit.suggested) {
+      this.suggested.splice(hit.index, 1);
+      return this.draw();
+    }
     if (hit.index < 0) this.pending = null;
     else this.pairs.splice(hit.index, 1); // later pairs are renumbered by their position
     this.commit();
@@ -396,6 +595,11 @@ class PointEditor extends EditorCanvas {
     if (this.externalPoints()) return "Points come from the connected coordinate inputs (read-only).";
     if (this.invalid) return "The points value is not valid JSON; Clear to start again.";
     if (!this.isReady()) return "Connect the reference and the line art (or run the workflow once).";
+    if (this.suggested.length && !this.pending) {
+      return `${n}/${MAX_PAIRS} pairs, ${this.suggested.length} suggested (dashed): click one to accept it, drag to ` +
+             "move, right-click to drop; Accept takes all.";
+    }
+    if (this.armed !== null) return "Now click the line-art region that gets this colour.";
     return this.mismatch() ?? (this.pending
       ? `Pair ${n + 1}: now click the ${this.pending.side === "reference" ? "line art"
         : this.panels[0].label.toLowerCase()}.`
@@ -406,6 +610,8 @@ class PointEditor extends EditorCanvas {
   updateStatus() {
     super.updateStatus();
     this.element.dataset.mnPairs = String(this.pairs?.length ?? 0);
+    this.element.dataset.mnSuggested = String(this.suggested?.length ?? 0);
+    this.element.dataset.mnSwatches = String(this.palette?.swatches?.length ?? 0);
   }
 
   drawOverlay(ctx) {
@@ -421,6 +627,27 @@ class PointEditor extends EditorCanvas {
     if (this.pending && !this.externalPoints()) {
       this.drawPoint(ctx, this.pending.side, this.pending.xy, this.pairs.length + 1, true);
     }
+    if (!this.externalPoints()) {
+      this.suggested.forEach((pair) => {
+        if (this.onSelected(pair)) this.drawSuggested(ctx, "reference", pair.reference);
+        this.drawSuggested(ctx, "lineart", pair.lineart);
+      });
+    }
+  }
+
+  drawSuggested(ctx, side, xy) { // a dashed cyan ring over a dark one, nothing filled: not a pair yet
+    if (!this.layout[side]) return;
+    const [x, y] = this.toCanvas(side, xy);
+    ctx.beginPath();
+    ctx.arc(x, y, POINT_RADIUS, 0, 2 * Math.PI);
+    ctx.lineWidth = 4;
+    ctx.strokeStyle = "rgba(0, 0, 0, 0.6)";
+    ctx.stroke();
+    ctx.setLineDash([4, 3]);
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = SUGGESTED_COLOUR;
+    ctx.stroke();
+    ctx.setLineDash([]);
   }
 
   drawPoint(ctx, side, xy, number, pending) {

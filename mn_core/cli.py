@@ -1,4 +1,4 @@
-"""Command line: ``python -m mn_core {colorize,sequence,evaluate,parity,download} ...`` (see ``--help`` of each)."""
+"""Command line: ``python -m mn_core {colorize,sequence,points,evaluate,parity,download} ...`` (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ examples:
       --flat --keep-shading page_grey.png --layers page.psd --out page_coloured.png
   python -m mn_core sequence --models checkpoints --reference key.png --frames shot.mp4 --previous-frame \
       --out coloured_frames/
+  python -m mn_core points --reference ref.png --lineart page.png --max-pairs 12 --out points.json
+  python -m mn_core colorize --models checkpoints --reference ref.png --lineart page.png --auto-points 12 \
+      --out out.png
   python -m mn_core evaluate --pred coloured/ --target truth/ --metrics psnr,ssim,lpips --out eval/report.json
   python -m mn_core evaluate --benchmark --models checkpoints --pairs pairs/ --steps 30 --out bench/report.json
   python -m mn_core parity ../shared/manganinja/fixtures/cases/extract_points
@@ -51,6 +54,13 @@ used)."""
 
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+def _pairs(text: str) -> int:
+    value = _whole(text)
+    if not 1 <= value <= 24:
+        raise argparse.ArgumentTypeError(f"expected 1 to 24 pairs (MangaNinja's maximum is 24), got {value}")
+    return value
 
 
 def _whole(text: str) -> int:
@@ -125,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log loading and download details")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{colorize,sequence,evaluate,parity,download}")
+                                metavar="{colorize,sequence,points,evaluate,parity,download}")
 
     c = sub.add_parser("colorize", help="colour a line art from a reference image",
                        description="Colour a line art with the colours of a reference image.")
@@ -139,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--polarity", choices=POLARITIES, default="auto",
                    help="how the given line art is drawn (default: auto-detect from the background)")
     c.add_argument("--points", type=Path, metavar="FILE.json", help=POINTS_HELP)
+    c.add_argument("--auto-points", type=_pairs, metavar="N",
+                   help="suggest up to N matched pairs (1 to 24) between the (first) reference and the line art "
+                        "instead of --points (no model weights; see the points command)")
     c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_run_options(c)
     c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
@@ -205,6 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
                    help="number of Ray actors (default: one per GPU of the cluster, else 2)")
     _add_run_options(q)
+
+    m = sub.add_parser("points", help="suggest matched points between a reference and a line art (no weights)",
+                       description="Suggest matched point pairs (line structure, SIFT matches, geometric checks; "
+                                   "mn_core/suggest.py) and write them as the points JSON, best first, each with "
+                                   "a confidence. No model weights are needed.")
+    m.add_argument("--reference", required=True, type=Path, metavar="REF", help="the coloured reference")
+    m.add_argument("--lineart", required=True, type=Path, metavar="IMG",
+                   help="the line art, or with --extract a colour image")
+    m.add_argument("--extract", action="store_true",
+                   help="IMG is a colour image: its own outlines are matched (as colorize --extract colours it)")
+    m.add_argument("--polarity", choices=POLARITIES, default="auto", help="how the line art is drawn")
+    m.add_argument("--max-pairs", type=_pairs, default=12, metavar="N", help="at most N pairs, 1 to 24 (default 12)")
+    m.add_argument("--min-confidence", type=_unit_interval, default=0.0, metavar="C",
+                   help="leave out pairs below this confidence, 0..1 (the best pair has 1; default 0)")
+    m.add_argument("--palette", type=Path, metavar="FILE.json",
+                   help="also write the reference's 12 main colours, each with reference points (palette hints)")
+    m.add_argument("--out", required=True, type=Path, metavar="points.json")
 
     e = sub.add_parser("evaluate", help="score coloured images against targets (PSNR, SSIM, LPIPS, FID, ...)",
                        description="Score predictions against targets paired by file name, print a table and "
@@ -299,9 +329,18 @@ def cmd_colorize(args) -> int:
 
     references = [_open_image(path, "--reference") for path in args.reference]
     drawing = _open_image(args.lineart, "--lineart")
+    if args.points is not None and args.auto_points is not None:
+        raise CliError("give --points FILE or --auto-points N, not both")
     points = _read_points(args.points)
     if args.out.suffix.lower() not in IMAGE_SUFFIXES:
         raise CliError(f"--out {args.out}: use an image extension such as .png")
+    if args.auto_points is not None:
+        from .suggest import suggest_points
+
+        points = suggest_points(references[0], drawing, args.auto_points, polarity=args.polarity,
+                                extract=args.extract)
+        print(f"suggested {len(points)} pair{'s' if len(points) != 1 else ''} (asked for up to {args.auto_points})",
+              file=sys.stderr)
     finishing = _finishing_inputs(args, drawing)  # checked before the models run: nothing is lost to a typo
 
     mn = _load(args)
@@ -499,6 +538,31 @@ def cmd_sequence(args) -> int:
     return 0
 
 
+def cmd_points(args) -> int:
+    import json
+
+    from .suggest import suggest_points
+
+    reference = _open_image(args.reference, "--reference")
+    lineart = _open_image(args.lineart, "--lineart")
+    if args.out.suffix.lower() != ".json":
+        raise CliError(f"--out {args.out}: the points are written as JSON: use a .json file name")
+    points = suggest_points(reference, lineart, args.max_pairs, polarity=args.polarity, extract=args.extract,
+                            min_confidence=args.min_confidence)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(json.loads(points.to_json()), indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {len(points)} pair{'s' if len(points) != 1 else ''} to {args.out}")
+    if args.palette is not None:
+        from .palette import palette
+
+        swatches = [s.to_json() for s in palette(reference)]
+        args.palette.parent.mkdir(parents=True, exist_ok=True)
+        args.palette.write_text(json.dumps({"reference_size": list(reference.size), "palette": swatches},
+                                           indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {len(swatches)} colours to {args.palette}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from . import evaluate as E
     from . import metrics as M
@@ -584,8 +648,8 @@ def main(argv=None) -> int:
     from .loading import CheckpointError
     from .points import PointsError
 
-    handlers = {"colorize": cmd_colorize, "sequence": cmd_sequence, "evaluate": cmd_evaluate, "parity": cmd_parity,
-                "download": cmd_download}
+    handlers = {"colorize": cmd_colorize, "sequence": cmd_sequence, "points": cmd_points, "evaluate": cmd_evaluate,
+                "parity": cmd_parity, "download": cmd_download}
     try:
         return handlers[args.command](args)
     except (CliError, CheckpointError, ImageError, PointsError, DownloadError, EvaluateError, MetricNetError,

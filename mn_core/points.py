@@ -10,6 +10,8 @@ rounded down). The canonical JSON::
       "pairs": [ {"reference": [x, y], "lineart": [x, y]}, ... ]
     }
 
+A pair may carry ``"confidence"`` (0 to 1): suggested pairs do (:mod:`mn_core.suggest`); the model ignores it.
+
 With several references, a pair may name its reference with ``"reference_index": k`` (0-based, default 0), and
 ``reference_size`` may be a list with one ``[W, H]`` per reference.
 
@@ -49,6 +51,7 @@ class Points:
     reference_size: Size | tuple[Size | None, ...] | None = None  # one size, or one per reference
     lineart_size: Size | None = None
     reference_indices: tuple[int, ...] = ()  # per pair; empty: every pair belongs to reference 0
+    confidences: tuple[float, ...] = ()  # per pair, for suggested pairs (mn_core.suggest); empty: none given
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -76,12 +79,39 @@ class Points:
             pair = {"reference": list(r), "lineart": list(line)}
             if self.index(i):
                 pair["reference_index"] = self.index(i)
+            if self.confidences:
+                pair["confidence"] = self.confidences[i]
             pairs.append(pair)
         out["pairs"] = pairs
         return json.dumps(out)
 
 
 NO_POINTS = Points()
+
+
+@dataclass(frozen=True)
+class FramePoints:
+    """Points per frame of a shot (suggested for every frame, :mod:`mn_core.suggest`): frame i uses ``frames[i]``.
+    JSON: ``{"frames": [points, points, ...]}``, each entry the canonical object above."""
+
+    frames: tuple[Points, ...]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def for_frame(self, index: int) -> Points:
+        if not 0 <= index < len(self.frames):
+            raise PointsError(f"frame {index} has no points: {len(self.frames)} frames of points were given for a "
+                              f"longer shot; suggest points for every frame")
+        return self.frames[index]
+
+    def to_json(self) -> str:
+        return json.dumps({"frames": [json.loads(p.to_json()) for p in self.frames]})
+
+
+def for_frame(points, index: int) -> Points | None:
+    """The points of frame ``index``: its own from a :class:`FramePoints`, else the shared ``points``."""
+    return points.for_frame(index) if isinstance(points, FramePoints) else points
 
 
 def _xy(value, where: str) -> tuple[float, float]:
@@ -131,13 +161,18 @@ def parse(text_or_obj) -> Points:
         obj = obj.get("pairs", [])
     if not isinstance(obj, list):
         raise PointsError(f"points must be a list of pairs, got {type(obj).__name__}")
-    pairs, indices = [], []
+    pairs, indices, confidences, has_confidence = [], [], [], False
     for i, item in enumerate(obj, 1):
         index = 0
         if isinstance(item, dict):
-            if not {"reference", "lineart"} <= set(item) <= {"reference", "lineart", "reference_index"}:
+            if not {"reference", "lineart"} <= set(item) <= {"reference", "lineart", "reference_index", "confidence"}:
                 raise PointsError(f"pair {i}: expected keys 'reference' and 'lineart' (and optionally "
-                                  f"'reference_index'), got {sorted(item)}")
+                                  f"'reference_index', 'confidence'), got {sorted(item)}")
+            c = item.get("confidence", 1.0)
+            if not isinstance(c, (int, float)) or isinstance(c, bool) or not 0 <= c <= 1:
+                raise PointsError(f"pair {i}: confidence must be a number from 0 to 1, got {c!r}")
+            confidences.append(float(c))
+            has_confidence = has_confidence or "confidence" in item
             ref, line = item["reference"], item["lineart"]
             index = item.get("reference_index", 0)
             if not isinstance(index, int) or isinstance(index, bool) or index < 0:
@@ -145,11 +180,13 @@ def parse(text_or_obj) -> Points:
                                   f"reference), got {index!r}")
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             ref, line = item
+            confidences.append(1.0)
         else:
             raise PointsError(f"pair {i}: expected {{'reference': [x, y], 'lineart': [x, y]}}, got {item!r}")
         pairs.append((_xy(ref, f"pair {i} (reference)"), _xy(line, f"pair {i} (line art)")))
         indices.append(index)
-    return Points(tuple(pairs), reference_size, lineart_size, tuple(indices) if any(indices) else ())
+    return Points(tuple(pairs), reference_size, lineart_size, tuple(indices) if any(indices) else (),
+                  tuple(confidences) if has_confidence else ())
 
 
 def pairs_from_coordinates(reference_coordinates, lineart_coordinates) -> Points:

@@ -6,7 +6,8 @@ of frame 0 (less flicker on still parts). With ``previous_frame``, frame i is co
 reference(s) AND the coloured frame i-1 as one more bank square (the way MangaNinja was trained: pairs of video
 frames); frame 0 uses the keyframe only. The previous frame adds no CLIP context (the keyframe's stays, so colour
 identity cannot drift through it) and no points name it. Independent frames are sampled ``batch`` at a time in
-one network call per step.
+one network call per step. Points may differ per frame (:class:`~mn_core.points.FramePoints`, e.g. suggested
+for each frame); such frames are sampled one at a time (the reference pass depends on the points).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image
 
 from .lineart import Lineart
 from .pipeline import ColorizeResult, MangaNinja, Observers, Reference
-from .points import PointMaps, Points
+from .points import FramePoints, PointMaps, Points, for_frame
 
 
 def frame_seed(seed: int, index: int, stream: int = 0) -> int:
@@ -38,12 +39,13 @@ def frame_noise(mn: MangaNinja, reference: Reference, seed: int, index: int, sam
 
 
 def colorize_frame(mn: MangaNinja, reference: Reference, lineart, index: int, *, previous: Image.Image | None = None,
-                   points: Points | None = None, steps: int = 50, guidance_ref: float = 9.0,
+                   points: Points | FramePoints | None = None, steps: int = 50, guidance_ref: float = 9.0,
                    guidance_point: float = 15.0, seed: int = 0, same_noise: bool = False, polarity: str = "auto",
                    observers: Observers = None) -> ColorizeResult:
     """Frame ``index`` alone: exactly what :func:`colorize_sequence` gives for it (``previous``: the coloured
     frame ``index - 1`` in previous-frame mode, None for frame 0 or independent frames)."""
     lineart = mn.prepared_lineart(reference, lineart, polarity)
+    points = for_frame(points, index)
     ref = reference
     if previous is not None:
         prev = mn.encode_reference(previous, size=reference.size, fit=lineart.fit.mode,
@@ -55,7 +57,7 @@ def colorize_frame(mn: MangaNinja, reference: Reference, lineart, index: int, *,
                              observers=observers)[0]
 
 
-def colorize_sequence(mn: MangaNinja, reference: Reference, frames: Iterable, *, points: Points | None = None,
+def colorize_sequence(mn: MangaNinja, reference: Reference, frames: Iterable, *, points: Points | FramePoints | None = None,
                       steps: int = 50, guidance_ref: float = 9.0, guidance_point: float = 15.0, seed: int = 0,
                       same_noise: bool = False, previous_frame: bool = False, batch: int = 1, polarity: str = "auto",
                       observers: Observers = None) -> Iterator[ColorizeResult]:
@@ -85,7 +87,7 @@ def colorize_sequence(mn: MangaNinja, reference: Reference, frames: Iterable, *,
 
 
 def colorize_frames(mn: MangaNinja, reference: Reference, indexed: list[tuple[int, object]], *,
-                    points: Points | None = None, steps: int = 50, guidance_ref: float = 9.0,
+                    points: Points | FramePoints | None = None, steps: int = 50, guidance_ref: float = 9.0,
                     guidance_point: float = 15.0, seed: int = 0, same_noise: bool = False, polarity: str = "auto",
                     observers: Observers = None) -> list[ColorizeResult]:
     """Independent frames ``(index, line art)`` in one network call per step: exactly what
@@ -96,6 +98,11 @@ def colorize_frames(mn: MangaNinja, reference: Reference, indexed: list[tuple[in
 
 
 def _batch(mn, reference, pending, points, seed, same_noise, observers, options) -> list[ColorizeResult]:
+    if isinstance(points, FramePoints) and len(pending) > 1:  # the reference pass differs per frame: one by one
+        return [r for item in pending
+                for r in _batch(mn, reference, [item], points, seed, same_noise, observers, options)]
+    if isinstance(points, FramePoints):
+        points = points.for_frame(pending[0][0])
     linearts = [art for _, art in pending]
     maps: list[PointMaps] = [mn.point_maps(reference, art, points) for art in linearts]
     z = torch.cat([frame_noise(mn, reference, seed, index, same_noise) for index, _ in pending])

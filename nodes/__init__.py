@@ -7,14 +7,18 @@ from .load import LoadMangaNinja
 from .metrics import ColorizationMetrics
 from .points import PointEditor
 from .reference import ReferenceEncode
+from .routes import register as register_routes
 from .sampler import ColorizeSampler
+from .suggest import SuggestPoints
 
 register_model_folder()
+register_routes()
 
 NODE_CLASS_MAPPINGS = {
     "MangaNinjaLoader": LoadMangaNinja,
     "MangaNinjaExtractLineart": ExtractLineart,
     "MangaNinjaPointEditor": PointEditor,
+    "MangaNinjaSuggestPoints": SuggestPoints,
     "MangaNinjaReferenceEncode": ReferenceEncode,
     "MangaNinjaColorizeSampler": ColorizeSampler,
     "MangaNinjaColorizationMetrics": ColorizationMetrics,
@@ -26,6 +30,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MangaNinjaLoader": "Load MangaNinja",
     "MangaNinjaExtractLineart": "Extract Lineart",
     "MangaNinjaPointEditor": "Point Editor",
+    "MangaNinjaSuggestPoints": "Suggest Points",
     "MangaNinjaReferenceEncode": "Reference Encode",
     "MangaNinjaColorizeSampler": "Colorize Sampler",
     "MangaNinjaColorizationMetrics": "Colorization Metrics",

@@ -55,7 +55,7 @@ class PointEditor:
             parsed = mn_points.parse(points)
         sizes = [r.size for r in refs]
         parsed = mn_points.Points(parsed.pairs, reference_sizes(parsed, sizes), parsed.lineart_size or line.size,
-                                  parsed.reference_indices)
+                                  parsed.reference_indices, parsed.confidences)
         mn_points.validate(parsed, sizes, line.size)
         sources = [bridge.save_preview(ref, f"manganinja_ref{k + 1}") for k, ref in enumerate(refs)]
         line_source = bridge.save_preview(line, "manganinja_lineart")

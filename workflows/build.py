@@ -109,6 +109,21 @@ def with_points() -> list[Node]:
     return nodes
 
 
+def suggest_points(id_, pos, reference, lineart, max_pairs=12):
+    return Node(id_, "MangaNinjaSuggestPoints", pos, (315, 130),
+                [("max_pairs", max_pairs), ("min_confidence", 0.0), ("lineart_is_colour", False)],
+                [("reference", "IMAGE", reference), ("lineart", "IMAGE", lineart)],
+                [("points", "MANGANINJA_POINTS"), ("points_json", "STRING")], title="Suggest Points")
+
+
+def auto_points() -> list[Node]:
+    """Points without clicking: Suggest Points finds the pairs (no weights), the sampler uses them headless."""
+    nodes = basic()
+    nodes[4] = sampler(5, (760, 60), (3, 0), (4, 0), (2, 0), points=(8, 0))
+    nodes.append(suggest_points(8, (400, 520), (1, 0), (2, 0)))
+    return nodes
+
+
 def batch() -> list[Node]:
     return [
         load_image(1, (40, 60), "manganinja_reference.png", "Reference (coloured)"),
@@ -231,7 +246,8 @@ def full_page() -> list[Node]:
 VIDEO_NODES = ("LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo")  # ComfyUI's own (not in 2024's)
 NEEDS = {"manganinja_sequence_video": VIDEO_NODES}  # workflows that need core nodes not every server has
 
-GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_batch": batch,
+GRAPHS = {"manganinja_basic": basic, "manganinja_points": with_points, "manganinja_auto_points": auto_points,
+          "manganinja_batch": batch,
           "manganinja_extract": extract, "manganinja_multi_reference": multi_reference,
           "manganinja_sequence": sequence, "manganinja_sequence_video": sequence_video,
           "manganinja_evaluate": evaluate, "manganinja_full_page": full_page}

@@ -98,4 +98,4 @@ def test_shot_run_benchmark_runs(tmp_path):
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["kill"]["identical_to_uninterrupted"] is True
     assert 0 < results["kill"]["killed_after_frames"] < 24
-    assert results["uninterrupted"]["frames_per_s"] > 0 and results["uninterrupted"]["rss_at_10_mb"] > 0
+    assert results["uninterrupted"]["frames_per_s"] > 0 and results["uninterrupted"]["rss_first_tenth_mb"] > 0

@@ -99,13 +99,27 @@ def make_images() -> dict[str, bytes]:
     d.ellipse((10, 10, 86, 80), outline=0, width=3)
     d.rectangle((28, 78, 68, 136), outline=0, width=3)
     other = Image.new("RGB", OTHER_SIZE, (90, 160, 90))
-    out = {}
+    out = {"mn_sugg_ref.png": suggest_case().reference, "mn_sugg_line.png": suggest_case().lineart}
+    out = {name: _png(image) for name, image in out.items()}
     dim = ref.point(lambda v: int(v * 0.8))  # the reference, darker: a "prediction" for the metrics node
     for name, image in (("mn_ref.png", ref), ("mn_line.png", line), ("mn_other.png", other), ("mn_dim.png", dim)):
         buf = io.BytesIO()
         image.save(buf, "PNG")
         out[name] = buf.getvalue()
     return out
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def suggest_case():
+    """A drawing and its warped line art (mn_core.warp_cases) at 240 px: shown enlarged, so clicks are exact."""
+    from mn_core.warp_cases import make_case
+
+    return make_case("character", 6, size=240)
 
 
 @pytest.fixture(scope="module", params=selected(BROWSER_STACKS), ids=lambda s: s.id)
@@ -462,6 +476,123 @@ JS_REPORT_SHOWN = """(id) => {
     return {value: box.textContent, width: r.width, height: r.height,
             saved: app.graph.serialize().nodes.find((n) => n.id === id).widgets_values};
 }"""
+
+
+# LoadImage x2 -> Point Editor: the Suggest and Palette buttons
+NODES_S = {2: {"type": "LoadImage", "pos": [10, 30], "widgets": {"image": "mn_sugg_ref.png"}},
+           3: {"type": "LoadImage", "pos": [10, 400], "widgets": {"image": "mn_sugg_line.png"}},
+           PE: {"type": "MangaNinjaPointEditor", "pos": [340, 30], "size": [760, 600]}}
+LINKS_S = [[2, 0, PE, "reference"], [3, 0, PE, "lineart"]]
+
+
+def test_suggest_and_palette_in_browser(server, tmp_path):
+    in_browser(server, tmp_path, f"point_editor_suggest-{server.stack.id}", suggest_flow)
+
+
+def suggest_flow(page, server, tmp_path):
+    """Suggest: the route's pairs appear dashed and outside the value; a click accepts one, a drag accepts it where
+    dropped, a right-click drops one (undoable), Accept takes the rest. Palette: the reference's colours as
+    swatches; one dragged (and one clicked) onto the line art becomes a pair with the colour's reference point."""
+    from mn_core.palette import palette
+    from mn_core.suggest import suggest_points
+
+    case = suggest_case()
+    want = suggest_points(case.reference, case.lineart, 12)
+    assert len(want) >= 8
+    workflow = page.evaluate(bh.JS_BUILD_WORKFLOW, {"nodes": {str(k): v for k, v in NODES_S.items()},
+                                                    "links": LINKS_S})
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    page.evaluate("() => { app.canvas.ds.scale = 1; app.canvas.ds.offset = [10, 70]; app.graph.setDirtyCanvas(true); }")
+    state = bh.wait_editor_ready(page, PE)
+    assert state["layout"]["lineart"]["s"] > 1 and state["layout"]["reference"]["s"] > 1
+
+    def at(side, xy):
+        return bh.client_xy(page, PE, side, *xy)
+
+    def pairs():
+        return [(tuple(p["reference"]), tuple(p["lineart"])) for p in json.loads(bh.editor_state(page, PE)["value"])
+                .get("pairs", [])]
+
+    def suggested():
+        return [(tuple(p["reference"]), tuple(p["lineart"])) for p in page.evaluate(
+            "(id) => app.graph.getNodeById(id).mnPointEditor.suggested", PE)]
+
+    editor = page.locator(".mn-point-editor").first
+    page.locator(".mn-point-editor .mn-suggest").first.click()
+    bh.wait_for(page, "(id) => app.graph.getNodeById(id).mnPointEditor.suggested.length > 0", PE, 60,
+                "the suggested pairs")
+    expect = [(tuple(int(v) for v in r), tuple(int(v) for v in q)) for r, q in want.pairs]
+    assert suggested() == expect and pairs() == []  # shown, not in the value yet
+    assert editor.get_attribute("data-mn-suggested") == str(len(expect))
+    assert "suggested (dashed)" in bh.editor_state(page, PE)["status"]
+    # drawn apart from pairs: nothing filled at the centre (the image shows through), the cyan ring around it
+    ring = page.evaluate("""([id, xy]) => {
+        const e = app.graph.getNodeById(id).mnPointEditor;
+        e.draw();
+        const ctx = e.canvas.getContext('2d');
+        const dpr = e.canvas.width / e.canvas.clientWidth;
+        const [x, y] = e.toCanvas('lineart', xy);
+        const px = (dx, dy) => Array.from(ctx.getImageData(Math.floor((x + dx) * dpr), Math.floor((y + dy) * dpr),
+                                                           1, 1).data.slice(0, 3));
+        const ringAt = [[6, 0], [-6, 0], [0, 6], [0, -6], [4.2, 4.2], [-4.2, 4.2], [4.2, -4.2], [-4.2, -4.2]]
+            .map(([dx, dy]) => px(dx, dy));
+        return {centre: px(0, 0), ring: ringAt};
+    }""", [PE, list(expect[0][1])])
+    line_px = case.lineart.getpixel(expect[0][1])
+    assert max(abs(c - line_px) for c in ring["centre"]) <= 40, ring  # the line art's own grey
+    assert any(r[0] < 80 and r[1] > 180 and r[2] > 200 for r in ring["ring"]), ring  # #00e5ff
+
+    page.mouse.click(*at("lineart", expect[0][1]))  # a click accepts
+    assert pairs() == expect[:1] and suggested() == expect[1:]
+    moved = next((x, y) for x, y in ((expect[1][1][0] + 9, expect[1][1][1] + 3), (expect[1][1][0] - 9,
+                                                                                   expect[1][1][1] - 3))
+                 if 0 <= x < 240 and 0 <= y < 240)
+    page.mouse.move(*at("lineart", expect[1][1]))
+    page.mouse.down()
+    page.mouse.move(*at("lineart", moved), steps=8)
+    page.mouse.up()
+    assert pairs() == [expect[0], (expect[1][0], moved)] and suggested() == expect[2:]
+    page.mouse.click(*at("lineart", expect[2][1]), button="right")  # dropped
+    assert suggested() == expect[3:] and len(pairs()) == 2
+    page.keyboard.press("Control+z")
+    assert suggested() == expect[2:]
+    page.locator(".mn-point-editor .mn-accept").first.click()
+    accepted = [expect[0], (expect[1][0], moved)] + expect[2:]
+    assert pairs() == accepted and suggested() == []
+
+    # the palette strip
+    page.locator(".mn-point-editor .mn-palette").first.click()
+    bh.wait_for(page, "(id) => (app.graph.getNodeById(id).mnPointEditor.palette?.swatches || []).length", PE, 60,
+                "the palette")
+    colours = palette(case.reference)
+    swatches = page.locator(".mn-point-editor .mn-palette-strip .mn-swatch")
+    assert swatches.count() == len(colours)
+    shown = page.evaluate("(id) => app.graph.getNodeById(id).mnPointEditor.palette.swatches", PE)
+    assert shown == [c.to_json() for c in colours]
+    bh.wait_editor_settled(page, PE)  # the strip took room: the canvas moved
+    used_line = {q for _, q in accepted}
+    free = [(x, y) for x, y in ((30, 200), (200, 200), (120, 20), (20, 20)) if (x, y) not in used_line][:3]
+    used_ref = {r for r, _ in accepted}
+
+    def next_point(k):
+        return next(tuple(p) for p in colours[k].points if tuple(p) not in used_ref)
+
+    for target in free[:2]:  # drag swatch 0 twice: its next reference point each time
+        box = swatches.nth(0).bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(*at("lineart", target), steps=10)
+        page.mouse.up()
+        ref = next_point(0)
+        accepted.append((ref, target))
+        used_ref.add(ref)
+        assert pairs() == accepted
+    swatches.nth(1).click()  # a click arms the swatch, a click on the line art places it
+    assert page.evaluate("(id) => app.graph.getNodeById(id).mnPointEditor.armed", PE) == 1
+    page.mouse.click(*at("lineart", free[2]))
+    accepted.append((next_point(1), free[2]))
+    assert pairs() == accepted
+    assert page.evaluate("(id) => app.graph.getNodeById(id).mnPointEditor.armed", PE) is None
 
 
 def test_metrics_report_on_node(server, tmp_path):

@@ -97,7 +97,7 @@ def test_mappings_and_display_names(pack):
     names = pack.NODE_DISPLAY_NAME_MAPPINGS
     assert set(names.values()) == {"Load MangaNinja", "Extract Lineart", "Point Editor", "Reference Encode",
                                    "Colorize Sampler", "Colorization Metrics", "Finish Page (full resolution)",
-                                   "Save Layers (PSD)"}
+                                   "Save Layers (PSD)", "Suggest Points"}
     assert pack.WEB_DIRECTORY == "./js"
     for cls in pack.NODE_CLASS_MAPPINGS.values():
         assert cls.CATEGORY == "MangaNinja" and callable(getattr(cls, cls.FUNCTION))
@@ -460,6 +460,38 @@ def test_sampler_colours_a_batch_as_a_sequence(pack, model, sample_images, comfy
     with pytest.raises(ValueError, match="set frames_per_call to 1"):
         sampler.sample(model, ref, 2, 4, 9.0, 15.0, "letterbox", "auto", previous_frame=True, frames_per_call=2,
                        lineart=frames)
+
+
+def test_suggest_points_node_per_image_and_per_frame(pack, model, comfy_env):
+    """Suggest Points: the pairs of mn_core.suggest for one image; for a batch, each frame's own pairs, which the
+    sampler applies frame by frame (each frame equal to colouring it alone with its pairs)."""
+    from_core = pack.mn_core.suggest.suggest_points
+    from mn_core.warp_cases import make_case
+    cases = [make_case("character", 4, size=256), make_case("character", 5, size=256)]
+    ref = image_tensor(cases[0].reference)
+    node = pack.nodes.suggest.SuggestPoints()
+    one = node.run(ref, image_tensor(cases[0].lineart), 8, 0.0, False)
+    points, text = one["result"]
+    assert points == from_core(cases[0].reference, cases[0].lineart, 8) and len(points) >= 6
+    assert pack.mn_core.points.parse(text) == points
+    assert "confidence" in text and one["ui"]["mn_pairs"] == [len(points)]
+    # a second frame: the second drawing's lines under the first one's reference (another warp, other pairs)
+    frames = torch.cat([image_tensor(cases[0].lineart), image_tensor(cases[1].lineart)])
+    many, text = node.run(ref, frames, 8, 0.0, False)["result"]
+    assert isinstance(many, pack.mn_core.points.FramePoints) and len(many) == 2
+    assert many.frames[0] == points and many.frames[1] == from_core(cases[0].reference, cases[1].lineart, 8)
+    assert json.loads(text) == {"frames": [json.loads(p.to_json()) for p in many.frames]}
+    encoded = pack.nodes.reference.ReferenceEncode().encode(model, ref, 128, "letterbox", 0)[0]
+    sampler = pack.nodes.sampler.ColorizeSampler()
+    both = sampler.sample(model, encoded, 1, 3, 9.0, 15.0, "letterbox", "auto", lineart=frames, points=many,
+                          frames_per_call=2)["result"][0]
+    for k in range(2):
+        core = pack.mn_core.sequence.colorize_frame(model, encoded, cases[k].lineart, k, points=many.frames[k],
+                                                    steps=1, seed=3)
+        assert torch.equal(both[k], torch.from_numpy(np.asarray(core.image, dtype=np.float32) / 255.0))
+    with pytest.raises(pack.mn_core.points.PointsError, match="frame 2 has no points"):
+        sampler.sample(model, encoded, 1, 3, 9.0, 15.0, "letterbox", "auto", points=many,
+                       lineart=torch.cat([frames, frames[:1]]))
 
 
 def test_missing_dependency_logs_one_line_and_registers_nothing(tmp_path):
