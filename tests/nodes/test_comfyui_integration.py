@@ -252,6 +252,13 @@ def test_api_workflow_runs_and_is_deterministic(server, name):
         sampler_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizeSampler")
         used = json.loads(first["outputs"][sampler_id]["mn_points"][0])
         assert used["pairs"] == TEST_POINTS["pairs"] and used["lineart_size"] == [96, 140]
+    if name == "manganinja_auto_points":  # headless: the sampler got exactly what mn_core suggests for the inputs
+        from mn_core.suggest import suggest_points
+
+        sampler_id = next(k for k, v in api_workflow(name).items() if v["class_type"] == "MangaNinjaColorizeSampler")
+        used = json.loads(first["outputs"][sampler_id]["mn_points"][0])
+        ref, line = make_test_images()["manganinja_reference.png"], make_test_images()["manganinja_lineart.png"]
+        assert used == json.loads(suggest_points(ref, line, 12).to_json()) and len(used["pairs"]) >= 4
 
 
 def check_full_page(server, entry, images):
