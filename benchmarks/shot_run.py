@@ -3,7 +3,8 @@
 Three runs of ``python -m mn_core sequence`` (the command a studio types), each a fresh process:
 
 1. the whole shot, uninterrupted: throughput from frame 10 to the last frame against the single-image rate (one frame
-   coloured by :func:`mn_core.sequence.colorize_frame` in this process, warm, same settings), and the runner's RSS
+   coloured by :func:`mn_core.sequence.colorize_frame` in this process, warm, same settings, timed before and after
+   the shot: the median of both), and the runner's RSS
    (sampled every 0.5 s; its highest sample over the first tenth after frame 10, over the last tenth and per
    tenth: RSS swings within a frame, so like is compared with like), and its peak (the contact sheet and MP4 are
    made after the last frame, one frame at a time);
@@ -60,22 +61,31 @@ def finished(out: Path) -> int:
         return 0
 
 
-def single_image_seconds(args, frames: Path, ref: Path) -> float:
-    """One frame, warm, in this process: the rate the runner is compared with."""
-    from PIL import Image
+class SingleImage:
+    """One frame, warm, in this process: the rate the runner is compared with. Timed before and after the
+    uninterrupted run (this machine's speed drifts), the median of both blocks is the reference."""
 
-    from mn_core.pipeline import MangaNinja
-    from mn_core.sequence import colorize_frame
+    def __init__(self, args, frames: Path, ref: Path):
+        from PIL import Image
 
-    mn = MangaNinja.from_folder(args.models, device=args.device, precision=args.precision)
-    encoded = mn.encode_references([Image.open(ref)], size=args.size, seed=0)
-    art = Image.open(frames / "f00001.png")
-    times = []
-    for _ in range(args.single_runs):
-        t0 = time.perf_counter()
-        colorize_frame(mn, encoded, art, 1, steps=args.steps)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:] if len(times) > 1 else times)
+        from mn_core.pipeline import MangaNinja
+
+        self.args = args
+        self.mn = MangaNinja.from_folder(args.models, device=args.device, precision=args.precision)
+        self.encoded = self.mn.encode_references([Image.open(ref)], size=args.size, seed=0)
+        self.art = Image.open(frames / "f00001.png")
+        self.times: list[float] = []
+        self.time(1)  # warm
+
+    def time(self, runs: int) -> list[float]:
+        from mn_core.sequence import colorize_frame
+
+        out = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            colorize_frame(self.mn, self.encoded, self.art, 1, steps=self.args.steps)
+            out.append(time.perf_counter() - t0)
+        return out
 
 
 def watch(cmd: list[str], out: Path, total: int, kill_at: int | None = None) -> dict:
@@ -144,7 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=Path, help="a model folder (default: tiny random weights)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--single-runs", type=int, default=5)
+    p.add_argument("--single-runs", type=int, default=10, help="single-image runs before and after the shot")
     p.add_argument("--ray", action="store_true", help="also run on a local Ray instance (2 workers)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -156,7 +166,8 @@ def main(argv=None) -> int:
             args.models = synthetic.write_layout(tmp / "models", synthetic.TINY, seed=0)
         make_frames(tmp / "frames", args.frames)
         make_reference(tmp / "ref.png")
-        single_s = single_image_seconds(args, tmp / "frames", tmp / "ref.png")
+        single = SingleImage(args, tmp / "frames", tmp / "ref.png")
+        before = single.time(args.single_runs)
 
         def cmd(out, *extra):
             return [sys.executable, "-m", "mn_core", "sequence", "--models", str(args.models), "--reference",
@@ -164,8 +175,11 @@ def main(argv=None) -> int:
                     str(args.steps), "--size", str(args.size), "--device", args.device, "--precision",
                     args.precision, *extra]
 
-        results = {"frames": args.frames, "steps": args.steps, "size": args.size, "single_frame_s": single_s}
         whole = watch(cmd(tmp / "whole"), tmp / "whole", args.frames)
+        after = single.time(args.single_runs)
+        single_s = statistics.median(before + after)
+        results = {"frames": args.frames, "steps": args.steps, "size": args.size, "single_frame_s": single_s,
+                   "single_before_s": statistics.median(before), "single_after_s": statistics.median(after)}
         results["uninterrupted"] = run_figures(whole, args.frames, args.steps, single_s)
         killed = watch(cmd(tmp / "killed"), tmp / "killed", args.frames, kill_at=args.frames // 2)
         resumed = watch(cmd(tmp / "killed"), tmp / "killed", args.frames)
@@ -180,7 +194,9 @@ def main(argv=None) -> int:
             results["ray"] = run_figures(ray_run, args.frames, args.steps, single_s)
     u, k = results["uninterrupted"], results["kill"]
     print(f"{args.frames} frames, {args.size} px, {args.steps} steps, {args.device} {args.precision}")
-    print(f"single image (warm, in process): {single_s:.3f} s per frame = {u['single_steps_per_s']:.2f} steps/s")
+    print(f"single image (warm, in process): {single_s:.3f} s per frame = {u['single_steps_per_s']:.2f} steps/s "
+          f"(median of {args.single_runs} runs before the shot, {results['single_before_s']:.3f} s, and "
+          f"{args.single_runs} after it, {results['single_after_s']:.3f} s)")
     for name in ("uninterrupted", "ray"):
         if name in results:
             r = results[name]

@@ -99,3 +99,38 @@ def test_shot_run_benchmark_runs(tmp_path):
     assert results["kill"]["identical_to_uninterrupted"] is True
     assert 0 < results["kill"]["killed_after_frames"] < 24
     assert results["uninterrupted"]["frames_per_s"] > 0 and results["uninterrupted"]["rss_first_tenth_mb"] > 0
+
+
+def test_points_benchmark_runs_with_an_official_style_case(tmp_path):
+    """benchmarks/points_bench.py: the warp table, and the official case's mechanics on a stand-in laid out like
+    the official repository (test_cases/hz0.png, hz1.png and hz01_0/1.npy label maps: label k marks pair k), made
+    from one of our warped drawings so the human pairs are known: pairs at the true correspondence must score
+    (the real hz0/hz1 are CC BY-NC and are read from a checkout: README, Points without clicking)."""
+    import numpy as np
+    from PIL import Image
+
+    from mn_core.warp_cases import make_case
+
+    case = make_case("character", 2)
+    folder = tmp_path / "official" / "test_cases"
+    folder.mkdir(parents=True)
+    case.reference.save(folder / "hz0.png")
+    Image.merge("RGB", [case.lineart] * 3).save(folder / "hz1.png")  # a colour image, as the official hz1 is
+    maps = [np.zeros((512, 512), np.uint8) for _ in range(2)]
+    for k, (x, y) in enumerate([(100 + 40 * i, 120 + 30 * (i % 5)) for i in range(14)], 1):
+        rx, ry = case.truth([(x + 0.5, y + 0.5)])[0]
+        maps[1][y, x] = k
+        maps[0][int(ry), int(rx)] = k
+    np.save(folder / "hz01_0.npy", maps[0])
+    np.save(folder / "hz01_1.npy", maps[1])
+    proc = subprocess.run([sys.executable, "benchmarks/points_bench.py", "--characters", "1", "--no-photos",
+                           "--runs", "1", "--official", str(tmp_path / "official"), "--json", str(tmp_path / "p.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "prec@12" in proc.stdout and "official hz0->hz1" in proc.stdout
+    r = json.loads((tmp_path / "p.json").read_text())
+    assert r["warps"]["rows"][0]["pairs"] == 12 and r["warps"]["precision"] >= 0.9
+    assert r["official"]["human_pairs"] == 14
+    forward = r["official"]["hz0->hz1"]
+    assert forward["pairs"] >= 8 and forward["precision"] >= 0.9  # the stand-in is a smooth warp: found
+    assert forward["raw_matches"] >= forward["pairs"]
