@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out pairs below this confidence, 0..1 (the best pair has 1; default 0)")
     m.add_argument("--palette", type=Path, metavar="FILE.json",
                    help="also write the reference's 12 main colours, each with reference points (palette hints)")
-    m.add_argument("--out", required=True, type=Path, metavar="points.json")
+    m.add_argument("--out", required=True, type=Path, metavar="points.json",
+                   help="where to write the pairs (the points JSON that --points and the Point Editor read)")
 
     e = sub.add_parser("evaluate", help="score coloured images against targets (PSNR, SSIM, LPIPS, FID, ...)",
                        description="Score predictions against targets paired by file name, print a table and "
@@ -283,16 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open_image(path: Path, what: str):
-    from PIL import Image, UnidentifiedImageError
+    from .images import ImageError, open_image
 
     if not path.is_file():
         raise CliError(f"{what} {path}: file not found")
     try:
-        img = Image.open(path)
-        img.load()
-        return img
-    except (UnidentifiedImageError, OSError) as e:
-        raise CliError(f"{what} {path}: not a readable image ({e})") from None
+        return open_image(path, what=f"{what} {path}")
+    except ImageError as e:
+        raise CliError(str(e)) from None
 
 
 def _progress(total: int, desc: str):
