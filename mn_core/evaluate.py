@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics as M
+from .images import open_image
 from .points import parse
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -118,14 +119,14 @@ def pair_folders(pred: Path, target: Path, reference: Path | None = None, points
 
 
 def load_rgb(path: Path, what: str) -> np.ndarray:
-    from .images import to_pil
+    from .images import ImageError, to_pil
 
     try:
-        with Image.open(path) as img:
-            img.load()
+        with open_image(path, what=f"{what} {path}") as img:
             return np.asarray(to_pil(img, what=f"{what} {path}").convert("RGB"))
-    except OSError as e:
-        raise EvaluateError(f"{what} {path}: not a readable image ({e})") from None
+    except (OSError, ImageError) as e:
+        message = str(e) if isinstance(e, ImageError) else f"{what} {path}: not a readable image ({e})"
+        raise EvaluateError(message) from None
 
 
 def resized_to(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -328,8 +329,8 @@ def run_benchmark(mn, pairs: Path, out_dir: Path, options: dict, *, progress=Non
     for k, (name, ref_path, target_path, points_path) in enumerate(todo):
         dest = pred_dir / f"{name}.png"
         if not dest.is_file():
-            reference = Image.open(ref_path)
-            target = Image.open(target_path)
+            reference = open_image(ref_path, what=f"reference {ref_path}")
+            target = open_image(target_path, what=f"target {target_path}")
             points = parse(points_path.read_text(encoding="utf-8")) if points_path is not None else None
             generator = torch.Generator("cpu").manual_seed(options["seed"])
             ref = mn.encode_reference(reference, size=options["size"], fit=options["fit"], generator=generator,

@@ -6,6 +6,8 @@ numbers (bicubic resizes, the x/255*2-1 normalisation) are defined on them.
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 from dataclasses import dataclass
 
@@ -23,8 +25,83 @@ class ImageError(ValueError):
     """An input image cannot be used; the message says what was wrong."""
 
 
+MAX_PAGE = (10_000, 14_000)            # px: the largest page accepted (either orientation)
+MAX_PIXELS = MAX_PAGE[0] * MAX_PAGE[1]
+log = logging.getLogger(__name__)
+
+
+def open_image(source, *, what: str = "image") -> Image.Image:
+    """An image file (a path, bytes or a binary file) decoded for :func:`to_pil`: its size checked from the header
+    before anything is decoded (pages up to 10,000 x 14,000 px; larger ones are refused), its EXIF orientation
+    applied, and for an animated file its first frame (with a warning)."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the size is checked below, with a message that says what to do
+    try:
+        img = Image.open(source)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageError(f"{what}: not a readable image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    w, h = img.size
+    if w * h > MAX_PIXELS or max(w, h) > max(MAX_PAGE):
+        raise ImageError(f"{what}: {w}x{h} px ({w * h / 1e6:.0f} MP) is larger than the largest page accepted, "
+                         f"{MAX_PAGE[0]:,}x{MAX_PAGE[1]:,} px ({MAX_PIXELS / 1e6:.0f} MP); scale it down first")
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        log.warning("%s: an animated image (%d frames); its first frame is used", what, frames)
+        img.seek(0)
+    try:
+        img.load()
+        oriented = ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"{what}: the file is damaged or truncated ({e})") from None
+    return oriented if oriented is not None else img
+
+
+def _to_8bit(img: Image.Image, what: str) -> Image.Image:
+    """Any PIL mode -> L or RGB, 8 bits, values scaled (not clipped); transparency composited on white.
+
+    1: black and white. I;16*: 16-bit grey (/257). I (32-bit integers): 16-bit data when its values exceed 255
+    (what PNG and TIFF readers give for 16-bit grey), otherwise 8-bit values. F (floats): [0, 1] when its values
+    stay within 1.5, otherwise [0, 255]. CMYK, YCbCr, LAB, HSV: PIL's conversion to RGB."""
+    mode = img.mode
+    if mode in ("RGB", "L"):
+        return img
+    if mode == "1":
+        return img.convert("L")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        if finite.size != arr.size:
+            raise ImageError(f"{what}: contains NaN or infinite values")
+        top = float(finite.max()) if finite.size else 0.0
+        if mode.startswith("I;16"):
+            scale = 255.0 / 65535.0
+        elif mode == "I":
+            scale = 1.0 if top <= 255 else 255.0 / (65535.0 if top <= 65535 else top)
+        else:
+            scale = 255.0 if top <= 1.5 else 1.0
+        return Image.fromarray((np.clip(arr * scale, 0, 255) + 0.5).astype(np.uint8), "L")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode == "P":
+        palette_mode = img.palette.mode if img.palette is not None else "RGB"
+        return img.convert("L" if palette_mode == "L" else "RGB")
+    try:
+        return img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageError(f"{what}: images in PIL mode {mode} are not supported ({e}); save it as 8-bit RGB") from None
+
+
 def to_pil(image, *, what: str = "image") -> Image.Image:
-    """PIL / numpy / torch image -> 8-bit PIL image in mode RGB or L. RGBA/LA alpha is composited on white.
+    """PIL / numpy / torch image -> 8-bit PIL image in mode RGB or L. RGBA/LA alpha is composited on white; every
+    PIL mode is converted with its values scaled (16-bit, 32-bit and float grey included: :func:`_to_8bit`).
 
     numpy/torch: (H, W), (H, W, C) or a batch of one (1, H, W, C) with C in 1..4; uint8, or floats in [0, 1]
     (ComfyUI IMAGE tensors are float (B, H, W, C)).
@@ -58,13 +135,7 @@ def to_pil(image, *, what: str = "image") -> Image.Image:
         img = Image.fromarray(np.ascontiguousarray(arr))  # L, LA, RGB or RGBA from the shape
     if img.width < 1 or img.height < 1:
         raise ImageError(f"{what}: image is empty")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba).convert("RGB")
-    elif img.mode not in ("RGB", "L"):
-        img = img.convert("RGB")
-    return img
+    return _to_8bit(img, what)
 
 
 def check_size(size: int) -> None:

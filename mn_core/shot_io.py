@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
+from .images import ImageError, open_image
 from .runner import atomic_file, digest_bytes, digest_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -41,11 +42,9 @@ class FrameSource:
     def image(self, index: int) -> Image.Image:
         what = self._files[index] if self._files is not None else f"frame {index}"
         try:
-            img = Image.open(io.BytesIO(self.data(index)))
-            img.load()
-        except (UnidentifiedImageError, OSError) as e:
-            raise FramesError(f"--frames {what}: not a readable image ({e})") from None
-        return img
+            return open_image(self.data(index), what=f"--frames {what}")
+        except ImageError as e:
+            raise FramesError(str(e)) from None
 
 
 def open_frames(path: Path) -> FrameSource:

@@ -13,34 +13,27 @@ event loop. Bad input answers 400 with ``{"error": message}``.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 
-from PIL import Image, UnidentifiedImageError
-
 from ..mn_core import points as mn_points
+from ..mn_core.images import ImageError, open_image
 
 log = logging.getLogger("MangaNinja")
-MAX_SIDE = 8192  # px: larger images are refused (the browser shows nothing that large at this size anyway)
 
 
 class RouteError(ValueError):
     pass
 
 
-def _image(fields: dict, name: str) -> Image.Image:
+def _image(fields: dict, name: str):
     data = fields.get(name)
     if not isinstance(data, (bytes, bytearray)) or not data:
         raise RouteError(f"{name}: missing (send it as a file field of a multipart form)")
     try:
-        img = Image.open(io.BytesIO(data))
-        if max(img.size) > MAX_SIDE:
-            raise RouteError(f"{name}: {img.size[0]}x{img.size[1]} is larger than {MAX_SIDE} px on a side")
-        img.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise RouteError(f"{name}: not a readable image ({e})") from None
-    return img
+        return open_image(data, what=name)
+    except ImageError as e:
+        raise RouteError(str(e)) from None
 
 
 def _int(fields: dict, name: str, default: int, low: int, high: int) -> int:
