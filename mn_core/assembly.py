@@ -33,11 +33,13 @@ class Checkpoint:
     loaders: Loaders
     null_context: torch.Tensor
     schedule: DDIMSchedule
+    unet_levels: tuple[int, int, int] | None = None  # see unet_levels(): what decides the smallest size
 
     @classmethod
     def from_files(cls, files: models.ModelFiles, dtype: torch.dtype, device="cpu") -> Checkpoint:
         """Strict loading from the official files (sizes from their configs); ``device`` is where weights land."""
-        unet_channels = tuple(models.read_json(files.unet_config)["block_out_channels"])
+        unet = models.read_json(files.unet_config)
+        unet_channels = tuple(unet["block_out_channels"])
         loaders = {
             "reference_unet": lambda: models.load_unet(files, reference=True, dtype=dtype, device=device),
             "denoising_unet": lambda: models.load_unet(files, reference=False, dtype=dtype, device=device),
@@ -48,7 +50,14 @@ class Checkpoint:
                                                        device=device),
             "annotator": lambda: models.load_annotator(files, device=device),
         }
-        return cls(loaders, models.compute_null_context(files), models.load_schedule(files))
+        levels = unet_levels(unet_channels, int(unet.get("norm_num_groups", 32)))
+        return cls(loaders, models.compute_null_context(files), models.load_schedule(files), levels)
+
+
+def unet_levels(channels: tuple[int, ...], groups: int) -> tuple[int, int, int]:
+    """(levels, fewest channels at the deepest resolution, norm groups): the deepest level's first block reads the
+    level above's channels there, so both count."""
+    return len(channels), min(channels[-2:]), groups
 
 
 def finish_network(name: str, module: nn.Module, *, channels_last: bool = False) -> nn.Module:
@@ -82,7 +91,7 @@ def assemble(checkpoint: Checkpoint, make_owner: Callable[[Loaders], ModuleOwner
     if not isinstance(owner, ModuleOwner):
         raise TypeError(f"{type(owner).__name__} does not implement mn_core.placement.ModuleOwner")
     return MangaNinja(owner, null_context=checkpoint.null_context, schedule=checkpoint.schedule, dtype=dtype,
-                      sequential_rows=sequential_rows, compile=compile)
+                      sequential_rows=sequential_rows, compile=compile, unet_levels=checkpoint.unet_levels)
 
 
 def from_folder(root: str | Path, *, device="auto", precision="auto", download: bool = False, progress=None,

@@ -117,8 +117,10 @@ class MangaNinja:
     :func:`mn_core.assembly.assemble`."""
 
     def __init__(self, modules: ModuleOwner, *, null_context: torch.Tensor, schedule: DDIMSchedule,
-                 dtype: torch.dtype, sequential_rows: bool = False, compile: bool = False):
+                 dtype: torch.dtype, sequential_rows: bool = False, compile: bool = False,
+                 unet_levels: tuple[int, int, int] | None = None):
         self.modules = modules
+        self.unet_levels = unet_levels  # from the checkpoint's UNet config: see min_size()
         self.null_context = null_context.float().cpu()
         self.schedule = schedule
         self.dtype = dtype
@@ -176,6 +178,27 @@ class MangaNinja:
         vae = self._module("vae")
         return 2 ** (len(vae.config.block_out_channels) - 1)
 
+    def min_size(self) -> int:
+        """The smallest processing size these checkpoints take: at the UNet's deepest level every normalisation
+        group must hold more than one value (from the checkpoint's configs; 64 for SD1.5's)."""
+        if self.unet_levels is None:
+            return 64
+        levels, channels, groups = self.unet_levels
+        factor = self.latent_factor() * 2 ** (levels - 1)
+        size = 64
+        while (size // factor) ** 2 * max(1, channels // groups) < 2:
+            size += 64
+        return size
+
+    def check_size(self, size: int) -> None:
+        """A processing size these checkpoints can take, or a ValueError that says which to use."""
+        check_size(size)
+        smallest = self.min_size()
+        if size < smallest:
+            raise ValueError(f"processing size {size} is too small for these checkpoints (their UNet's deepest "
+                             f"layer would hold one value per normalisation group); use {smallest} or more (a "
+                             f"multiple of 64)")
+
     @torch.inference_mode()
     def encode_reference(self, image, *, size: int = 512, fit: str = "letterbox", seed: int | None = None,
                          generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
@@ -199,7 +222,7 @@ class MangaNinja:
         image both modes are exactly :meth:`encode_reference`. Noise draw 1 is one (1, 4, h, w) draw per encoded
         square, in order; injected ``noise`` is (S, 4, h, w).
         """
-        check_size(size)
+        self.check_size(size)
         if mode not in MULTI_REFERENCE_MODES:
             raise ValueError(f"mode must be {' or '.join(MULTI_REFERENCE_MODES)}, got {mode!r}")
         images = list(images)
@@ -264,7 +287,7 @@ class MangaNinja:
                         binarize: float | None = None, observers: Observers = None) -> Lineart:
         """Line art from a colour or grey image, by the sk_model annotator (at the processing size). For a drawing
         that already is line art, :func:`mn_core.lineart.from_drawing` needs no network."""
-        check_size(size)
+        self.check_size(size)
         pil = to_pil(image, what="line art source").convert("RGB")
         fitting = Fit(fit, pil.size, size)
         hooks = Hooks(observers, self.device)

@@ -198,7 +198,7 @@ def random_checkpoint(preset: Preset = SD15, *, device="cuda", dtype=torch.float
     from transformers import CLIPConfig, CLIPVisionModelWithProjection
 
     from .annotator import LineartGenerator
-    from .assembly import Checkpoint
+    from .assembly import Checkpoint, unet_levels
     from .models import without_output_head
     from .pointnet import PointNet
     from .sampling import DDIMSchedule
@@ -231,7 +231,8 @@ def random_checkpoint(preset: Preset = SD15, *, device="cuda", dtype=torch.float
 
     null = torch.randn(1, 1, preset.cross_attention_dim, generator=torch.Generator().manual_seed(seed))
     return Checkpoint({name: in_place(name, build) for name, build in builders.items()}, null,
-                      DDIMSchedule.from_config(SCHEDULER_CONFIG))
+                      DDIMSchedule.from_config(SCHEDULER_CONFIG),
+                      unet_levels(tuple(preset.unet_channels), 32))
 
 
 def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0,

@@ -147,3 +147,18 @@ def test_broken_files_are_clear_errors():
     good = saved(drawing())
     with pytest.raises(ImageError, match="y.png: the file is damaged or truncated"):
         open_image(good[: len(good) // 2], what="y.png")
+
+
+def test_a_processing_size_the_checkpoints_cannot_take_is_named(tiny, sample_images):
+    """64 px with the tiny configs used to end in torch's GroupNorm message; the smallest size comes from the
+    checkpoint's UNet config (SD1.5's 1,280 channels in 32 groups take 64 px)."""
+    from mn_core.assembly import unet_levels
+
+    assert tiny.min_size() == 128
+    for call in (lambda: tiny.encode_reference(sample_images["reference"], size=64),
+                 lambda: tiny.extract_lineart(sample_images["reference"], size=64)):
+        with pytest.raises(ValueError, match=r"processing size 64 is too small for these checkpoints .*use 128 or "
+                                             r"more \(a multiple of 64\)"):
+            call()
+    assert unet_levels((320, 640, 1280, 1280), 32) == (4, 1280, 32)
+    assert unet_levels((32, 32, 32, 64), 32) == (4, 32, 32)  # the deepest level reads 32 channels at 1x1
