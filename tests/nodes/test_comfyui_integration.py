@@ -300,6 +300,44 @@ def test_interrupt_stops_a_long_run_and_the_next_run_works(server):
     assert len(saved_images(server, after)) == 1
 
 
+def test_a_cancelled_run_leaves_nothing_behind(server):
+    """Cancel in the middle of sampling, then the same prompt: bitwise the image of an uncancelled run."""
+    client = server.client
+    client.free(unload_models=True, free_memory=True)
+    want = saved_images(server, client.run_prompt(api_workflow("manganinja_basic", steps=60, seed=31,
+                                                               prefix="cancel_whole"), timeout=600))
+    client.free(unload_models=False, free_memory=True)  # forget the cached result: the sampler must run again
+    time.sleep(0.5)
+    with client.websocket() as ws:
+        prompt_id = client.queue_prompt(api_workflow("manganinja_basic", steps=60, seed=31, prefix="cancel_cut"))
+        ws.wait_for(lambda m: m.get("type") == "progress" and m["data"].get("value", 0) >= 20
+                    and m["data"].get("max") == 60, timeout=300)
+        client.interrupt()
+        entry = client.wait_for_prompt(prompt_id, timeout=120, check=False)
+    assert ch.was_interrupted(entry), "the run finished before the cancel reached it"
+    again = saved_images(server, client.run_prompt(api_workflow("manganinja_basic", steps=60, seed=31,
+                                                                prefix="cancel_again"), timeout=600))
+    assert len(again) == len(want) == 1 and np.array_equal(again[0], want[0])
+
+
+def test_one_hundred_runs_on_the_server_do_not_grow(server):
+    """100 prompts (a new seed each: the sampler runs every time) on the real server; its RSS per run."""
+    import psutil
+
+    client, proc = server.client, psutil.Process(server.proc.pid)
+    rss = []
+    for k in range(100):
+        client.run_prompt(api_workflow("manganinja_basic", steps=2, seed=1000 + k, prefix="long_run"), timeout=300)
+        client.post_json("/history", {"clear": True})  # ComfyUI's own record of every prompt is not ours to count
+        rss.append(proc.memory_info().rss / 2**20)
+    x = np.arange(10, len(rss))
+    slope = float(np.polyfit(x, np.asarray(rss[10:]), 1)[0])
+    print(f"ComfyUI {server.version}, 100 runs: RSS {rss[9]:.0f} MB after run 10, {rss[-1]:.0f} MB after run 100, "
+          f"slope {slope * 1024:+.0f} KB per run")
+    # a leak of one output image per run (140x96 float: 160 KB) would show as a slope of ~0.16 MB per run
+    assert slope < 0.1, (slope, rss[9], rss[-1])
+
+
 def test_validation_errors_are_reported_not_crashes(server):
     bad = api_workflow("manganinja_basic")
     next(v for v in bad.values() if v["class_type"] == "MangaNinjaColorizeSampler")["inputs"]["fit"] = "crop"
