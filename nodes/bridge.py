@@ -186,6 +186,16 @@ class Progress(Observer):
 # IMAGE tensors (B, H, W, C) float in [0, 1]
 
 
+def expect(value, kind, node: str, name: str, source: str):
+    """``value`` if it is a ``kind`` (a class or tuple); else a ValueError naming the input and what feeds it.
+    ComfyUI checks only its own types: an API prompt can hand a custom-type input any JSON value."""
+    if not isinstance(value, kind):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ValueError(f"{node}: `{name}` must be connected to {source}; got {type(value).__name__} {shown}")
+    return value
+
+
 def image_batch(images: torch.Tensor, what: str) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__

@@ -8,6 +8,7 @@ import os
 from ..mn_core import finish as mn_finish
 from ..mn_core import layers as mn_layers
 from ..mn_core.choices import POLARITIES
+from ..mn_core.finish import Finished
 from . import bridge
 
 try:
@@ -106,6 +107,7 @@ class SaveLayers:
                    "ComfyUI's output folder; opens in Photoshop, Krita, GIMP, Clip Studio. Needs psd-tools.")
 
     def save(self, layers, filename_prefix, png_layers):
+        bridge.expect(layers, Finished, "Save Layers (PSD)", "layers", "Finish Page's `layers` output")
         mn_layers._psd_tools()  # one clear line when psd-tools is missing, before anything is written
         first = layers[0].image
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(

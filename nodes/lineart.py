@@ -10,6 +10,7 @@ from PIL import ImageOps
 
 from ..mn_core import lineart as mn_lineart
 from ..mn_core.choices import FIT_MODES, POLARITIES
+from ..mn_core.pipeline import MangaNinja
 from . import bridge
 
 OUTPUTS = ("black_on_white", "white_on_black")
@@ -53,6 +54,8 @@ class ExtractLineart:
         if mode == "extract" and model is None:
             raise ValueError("Extract Lineart: mode 'extract' needs the MangaNinja model (for its annotator); "
                              "connect Load MangaNinja, or use mode 'drawn' for existing line art")
+        if model is not None:
+            bridge.expect(model, MangaNinja, "Extract Lineart", "model", "Load MangaNinja")
         threshold = binarize if binarize > 0 else None
         prepared, pictures = [], []
         for frame in bridge.image_batch(image, "image"):

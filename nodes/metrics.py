@@ -11,6 +11,7 @@ import os
 
 from ..mn_core import evaluate as mn_evaluate
 from ..mn_core import metrics as mn_metrics
+from ..mn_core.points import Points
 from . import bridge
 
 DEFAULT_METRICS = ", ".join(mn_metrics.DEFAULT)
@@ -44,6 +45,8 @@ class ColorizationMetrics:
     DESCRIPTION = "PSNR, SSIM, MS-SSIM, LPIPS, FID, CLIP/DINO similarity, point-patch and temporal error."
 
     def measure(self, image, target, metrics, sequence, reference=None, points=None):
+        if points is not None:
+            bridge.expect(points, Points, "Colorization Metrics", "points", "Point Editor or Suggest Points")
         names = list(mn_metrics.parse_names(metrics))
         if points is not None and len(points) and "point_mse" not in names:
             names.append("point_mse")

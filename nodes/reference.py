@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..mn_core.choices import FIT_MODES, MULTI_REFERENCE_MODES
+from ..mn_core.pipeline import MangaNinja
 from . import bridge
 
 MORE = ("reference_2", "reference_3", "reference_4")
@@ -52,6 +53,7 @@ class ReferenceEncode:
 
     def encode(self, model, reference, size, fit, reference_seed, combine="tile", reference_2=None,
                reference_3=None, reference_4=None):
+        bridge.expect(model, MangaNinja, "Reference Encode", "model", "Load MangaNinja")
         images = reference_images(reference, (reference_2, reference_3, reference_4))
         encoded = model.encode_references(images, mode=combine, size=size, fit=fit, seed=reference_seed)
         return (encoded.to(bridge.intermediate_device()),)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..mn_core import lineart as mn_lineart
 from ..mn_core.sequence import colorize_sequence
 from ..mn_core.choices import FIT_MODES, POLARITIES
+from ..mn_core.pipeline import MangaNinja, Reference
+from ..mn_core.points import FramePoints, Points
 from . import bridge
 
 
@@ -65,6 +67,16 @@ class ColorizeSampler:
     def sample(self, model, reference, steps, seed, guidance_ref, guidance_point, fit, lineart_polarity,
                previous_frame=False, same_noise=False, frames_per_call=1, lineart=None, prepared_lineart=None,
                points=None):
+        bridge.expect(model, MangaNinja, "Colorize Sampler", "model", "Load MangaNinja")
+        bridge.expect(reference, Reference, "Colorize Sampler", "reference", "Reference Encode")
+        if points is not None:
+            bridge.expect(points, (Points, FramePoints), "Colorize Sampler", "points", "Point Editor or Suggest Points")
+        if prepared_lineart is not None:
+            bridge.expect(prepared_lineart, (list, tuple), "Colorize Sampler", "prepared_lineart",
+                          "Extract Lineart's `prepared` output")
+            for art in prepared_lineart:
+                bridge.expect(art, mn_lineart.Lineart, "Colorize Sampler", "prepared_lineart",
+                              "Extract Lineart's `prepared` output")
         prepared = frames_of(lineart, prepared_lineart, reference)
         if prepared is None:
             prepared = [mn_lineart.from_drawing(frame, size=reference.size, fit=fit, polarity=lineart_polarity)

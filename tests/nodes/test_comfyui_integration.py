@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -338,6 +339,130 @@ def test_one_hundred_runs_on_the_server_do_not_grow(server):
     assert slope < 0.1, (slope, rss[9], rss[-1])
 
 
+FUZZ_PROMPTS = int(os.environ.get("MN_FUZZ_PROMPTS", "10000"))
+FUZZ_SECONDS = 900  # the whole fuzzing run on one server stops generating after this (the count is reported)
+# what our nodes raise on purpose for bad input (ValueError and its subclasses, missing files)
+DELIBERATE = ("ValueError", "PointsError", "ImageError", "SuggestError", "CheckpointError", "FileNotFoundError",
+              "FramesError", "EvaluateError", "ResumeError", "LayoutError", "DownloadError")
+
+
+def test_fuzzing_ten_thousand_prompts(server):
+    """Random graphs of the pack's nodes and mutated shipped workflows, POSTed to the real server: it keeps
+    serving, every failure of one of our nodes is a deliberate error with a message (no TypeError or IndexError
+    from inside), no traceback outside ComfyUI's own error report, and a valid prompt gives the same image after
+    as before. Loopback only; bounded in time."""
+    import sys
+
+    if server.version.startswith("2024"):
+        pytest.skip("the March-2024 ComfyUI's prompt worker thread dies on a link to an output slot that does not "
+                    "exist (IndexError in its own execution.get_input_data, fixed in later ComfyUI), and then "
+                    "never runs another prompt: fuzzing it tests that ComfyUI, not the pack")
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fuzz_prompts
+
+    client = server.client
+    check = api_workflow("manganinja_basic", steps=2, seed=77, prefix="fuzz_check")
+    before = saved_images(server, client.run_prompt(check, timeout=600))
+    classes = sorted(NODES)
+    bases = [shrink_for_fuzz(api_workflow(name)) for name in GRAPHS if name not in NEEDS]
+    counts = {"sent": 0, "rejected": 0, "queued": 0, "ran": 0, "failed_deliberately": 0, "failed_in_comfyui": 0,
+              "server_500": 0}
+    bad, queued = [], []
+    t0 = time.monotonic()
+
+    def drain():
+        deadline = time.monotonic() + 300
+        while client.get_json("/queue")["queue_running"] or client.get_json("/queue")["queue_pending"]:
+            if time.monotonic() > deadline:
+                client.clear_queue()
+                client.interrupt()
+            time.sleep(0.05)
+        history = client.history()
+        for prompt_id in queued:
+            entry = history.get(prompt_id)
+            if entry is None:
+                continue
+            counts["ran"] += 1
+            error = ch.execution_error(entry)
+            ours = error and any(f"custom_nodes/{PACK_NAME}" in str(f) for f in error.get("traceback") or [])
+            if error and not ours:
+                counts["failed_in_comfyui"] += 1  # its own checks (a dependency cycle, a core node's input)
+            elif error:
+                kind = str(error.get("exception_type", ""))
+                if kind.split(".")[-1] in DELIBERATE and error.get("exception_message", "").strip():
+                    counts["failed_deliberately"] += 1
+                else:
+                    bad.append((error.get("node_type"), kind, error.get("exception_message", "")[:300]))
+        queued.clear()
+        client.post_json("/history", {"clear": True})
+
+    for k, prompt in enumerate(fuzz_prompts.generate(1234, FUZZ_PROMPTS, bases, classes)):
+        if time.monotonic() - t0 > FUZZ_SECONDS:
+            break
+        status, body, _ = client.request("POST", "/prompt", fuzz_prompts.encode(prompt, client.client_id),
+                                         {"Content-Type": "application/json"})
+        counts["sent"] += 1
+        if status == 200:
+            counts["queued"] += 1
+            queued.append(json.loads(body)["prompt_id"])
+        elif status == 400:
+            counts["rejected"] += 1
+        else:
+            counts["server_500"] += 1
+            raise AssertionError(f"POST /prompt answered {status}: {body[:500]!r}")
+        if len(queued) >= 50 or k % 500 == 499:
+            drain()
+    drain()
+    print(f"fuzzing ComfyUI {server.version}: {counts} in {time.monotonic() - t0:.0f} s")
+    assert client.is_up()
+    assert not bad, bad[:20]
+    assert counts["sent"] >= min(FUZZ_PROMPTS, 2000) and counts["ran"] > 0 and counts["rejected"] > 0
+    leaked = unexpected_tracebacks(server)
+    assert not leaked, leaked[0][:3000]
+    after = saved_images(server, client.run_prompt(api_workflow("manganinja_basic", steps=2, seed=77,
+                                                                prefix="fuzz_check_after"), timeout=600))
+    assert len(after) == len(before) == 1 and np.array_equal(after[0], before[0])
+
+
+def unexpected_tracebacks(server) -> list[str]:
+    """Tracebacks in the server log except ComfyUI's own reports of a failed node ("!!! Exception during
+    processing !!!" then the traceback) that is not ours or is one of our deliberate errors (ValueError and kin),
+    and the 2024 server's own HTTP 500 for a prompt naming an unknown node class."""
+    lines = server.read_log().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.startswith("Traceback (most recent call last):"):
+            continue
+        end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith(" ")), len(lines))
+        block = "\n".join(lines[i:end + 1])  # the frames and the exception line: this traceback only
+        if ch._unavailable_module(block):
+            continue
+        error = lines[end] if end < len(lines) else ""
+        name = error.split(":")[0].split(".")[-1]
+        message = error.split(": ", 1)[1][:80] if ": " in error else ""
+        # ComfyUI's report line comes first, but the server's other thread may log in between
+        reported = any(x.startswith("!!! Exception during processing !!!") and message in x
+                       for x in lines[max(0, i - 500):i])
+        before = "\n".join(lines[max(0, i - 3):i])
+        ours = f"custom_nodes/{PACK_NAME}" in block
+        if reported and (not ours or name in DELIBERATE):
+            continue
+        if server.version.startswith("2024") and "Error handling request" in before and not ours:
+            continue
+        out.append(block)
+    return out
+
+
+def shrink_for_fuzz(prompt: dict) -> dict:
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if "size" in inputs:
+            inputs["size"] = 128
+        if "steps" in inputs:
+            inputs["steps"] = 1
+    return prompt
+
+
 def test_validation_errors_are_reported_not_crashes(server):
     bad = api_workflow("manganinja_basic")
     next(v for v in bad.values() if v["class_type"] == "MangaNinjaColorizeSampler")["inputs"]["fit"] = "crop"
@@ -407,7 +532,7 @@ def test_suggest_and_palette_routes(server):
 
 def test_server_log_has_no_traceback_from_the_pack(server):
     log = server.read_log()
-    tracebacks = [t for t in server.tracebacks() if "outside the 160x120 reference" not in t]
+    tracebacks = unexpected_tracebacks(server)  # the deliberate errors (bad points, fuzzing) are reported by ComfyUI
     assert not tracebacks, tracebacks[0]
     assert "MangaNinja nodes not loaded" not in log
     assert f"custom_nodes/{PACK_NAME}" in log or PACK_NAME in log
