@@ -117,8 +117,8 @@ def test_points_benchmark_runs_with_an_official_style_case(tmp_path):
     case.reference.save(folder / "hz0.png")
     Image.merge("RGB", [case.lineart] * 3).save(folder / "hz1.png")  # a colour image, as the official hz1 is
     maps = [np.zeros((512, 512), np.uint8) for _ in range(2)]
-    for k, (x, y) in enumerate([(100 + 40 * i, 120 + 30 * (i % 5)) for i in range(14)], 1):
-        rx, ry = case.truth([(x + 0.5, y + 0.5)])[0]
+    for k, (x, y) in enumerate([(120 + 60 * (i % 5), 110 + 90 * (i // 5)) for i in range(14)], 1):
+        rx, ry = np.clip(case.truth([(x + 0.5, y + 0.5)])[0], 0, 511)
         maps[1][y, x] = k
         maps[0][int(ry), int(rx)] = k
     np.save(folder / "hz01_0.npy", maps[0])
