@@ -189,7 +189,9 @@ class Progress(Observer):
 def expect(value, kind, node: str, name: str, source: str):
     """``value`` if it is a ``kind`` (a class or tuple); else a ValueError naming the input and what feeds it.
     ComfyUI checks only its own types: an API prompt can hand a custom-type input any JSON value."""
-    if not isinstance(value, kind):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # by name too: a script (or a test) may hand over the same class from a second import of mn_core
+    if not (isinstance(value, kinds) or type(value).__name__ in {k.__name__ for k in kinds}):
         shown = repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise ValueError(f"{node}: `{name}` must be connected to {source}; got {type(value).__name__} {shown}")

@@ -107,7 +107,11 @@ class SaveLayers:
                    "ComfyUI's output folder; opens in Photoshop, Krita, GIMP, Clip Studio. Needs psd-tools.")
 
     def save(self, layers, filename_prefix, png_layers):
-        bridge.expect(layers, Finished, "Save Layers (PSD)", "layers", "Finish Page's `layers` output")
+        source = "Finish Page's `layers` output"
+        for page in bridge.expect(layers, (list, tuple), "Save Layers (PSD)", "layers", source):
+            bridge.expect(page, Finished, "Save Layers (PSD)", "layers", source)
+        if not layers:
+            raise ValueError(f"Save Layers (PSD): `layers` holds no page; connect {source}")
         mn_layers._psd_tools()  # one clear line when psd-tools is missing, before anything is written
         first = layers[0].image
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(

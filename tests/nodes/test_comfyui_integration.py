@@ -441,7 +441,8 @@ def unexpected_tracebacks(server) -> list[str]:
         name = error.split(":")[0].split(".")[-1]
         message = error.split(": ", 1)[1][:80] if ": " in error else ""
         # ComfyUI's report line comes first, but the server's other thread may log in between
-        reported = any(x.startswith("!!! Exception during processing !!!") and message in x
+        marker = "!!! Exception during processing !!!"  # the 2024 server writes it alone, later ones with the message
+        reported = any(x.startswith(marker) and (message in x or x.strip() == marker)
                        for x in lines[max(0, i - 500):i])
         before = "\n".join(lines[max(0, i - 3):i])
         ours = f"custom_nodes/{PACK_NAME}" in block
