@@ -133,9 +133,9 @@ def run_figures(run: dict, total: int, steps: int, single_s: float) -> dict:
     # are made: reported apart), and per tenth of the shot
     tenth = max(1, total // 10)
 
-    def peak(lo, hi):
-        got = [r for n, r in rss if lo <= n < hi]
-        return max(got) / 2**20 if got else float("nan")
+    def peak(lo, hi):  # a short shot may have no sample in a tenth: then the first one after it
+        got = [r for n, r in rss if lo <= n < hi] or [r for n, r in rss if n >= lo][:1] or [rss[-1][1]]
+        return max(got) / 2**20
 
     first, last = peak(10, 10 + tenth), peak(total - tenth, total)
     outputs = [r for n, r in rss if n >= total] or [0]
