@@ -27,5 +27,7 @@ def test_one_hundred_runs_do_not_grow(tiny, sample_images):
     slope = slope_mb_per_run(rss)
     print(f"API, {RUNS} colorize runs: RSS {rss[9]:.1f} MB after run 10, {rss[-1]:.1f} MB after run {RUNS}, "
           f"slope {slope * 1024:+.1f} KB per run")
-    # a leak of one 128 px image per run (48 KB) would show as a slope of ~0.05 MB per run
-    assert abs(slope) < 0.03 and rss[-1] - rss[9] < 8, (slope, rss[9], rss[-1])
+    # the bound is on medians (RSS wanders with the allocator): a leak of one 128 px image per run (48 KB) would
+    # add about 4 MB between runs 10-20 and runs 90-100
+    growth = float(np.median(rss[90:]) - np.median(rss[10:20]))
+    assert growth < 3, (growth, slope, rss)
