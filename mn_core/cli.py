@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Download the files of the official layout that DIR lacks.")
     d.add_argument("--models", required=True, type=Path, metavar="DIR",
                    help="checkpoint folder to complete (created if needed); honours HF_ENDPOINT and HF_TOKEN")
+    d.add_argument("--verify", action="store_true",
+                   help="then read every file present and check it against the hub's size and checksum (those "
+                        "recorded when it was downloaded, else asked from the hub); exit code 1 if one differs")
     return parser
 
 
@@ -634,6 +637,19 @@ def cmd_download(args) -> int:
 
     ensure_models(args.models, progress=progress)
     print(f"all model files present under {args.models}")
+    if not args.verify:
+        return 0
+    from .download import verify
+    from .layout import FILES
+
+    report = verify(args.models, [f for f in FILES if f.find(args.models) is not None])
+    for role, result in report.items():
+        print(f"{role}: {result}")
+    bad = [r for r, result in report.items() if not result.startswith("ok")]
+    if bad:
+        print(f"error: {len(bad)} file(s) differ from the hub's: {', '.join(bad)}; delete them and run "
+              f"`python -m mn_core download --models {args.models}` again", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,35 +2,47 @@
 
 Nothing here runs at import time, and ``huggingface_hub`` is only imported when a download is really made.
 
-Each file of :mod:`mn_core.layout` is fetched with ``huggingface_hub.hf_hub_download(repo, repo_file,
-local_dir=<root>/<local_dir>)``, which puts it at exactly ``<root>/<path>``. What huggingface_hub 2.4 does for us:
+For each missing file of :mod:`mn_core.layout`:
 
-* it writes to a temporary ``*.incomplete`` file under ``<root>/<local_dir>/.cache/huggingface/download/`` and
-  moves it into place only once the size has been checked, so a failed download never leaves a partial file at the
-  final path (the temporary file is deleted on failure);
-* a transfer cut part-way is resumed within the same call with an HTTP ``Range`` request from the last whole chunk
-  written (``DOWNLOAD_CHUNK_SIZE``, 10 MiB): up to 5 resumes 1 s apart, the count restarting whenever bytes arrive.
-  A *new* call starts the file from scratch: 2.4 names each temporary file uniquely per attempt and deletes it on
-  failure, so there is no resume across calls (a process killed mid-download leaves its ``*.incomplete`` behind);
-* if the first ``HEAD`` fails with a network error or 5xx, it retries up to 5 times with back-off (1+2+4+8+8 s), so
-  an unreachable endpoint takes about 25 s to be reported;
-* it honours ``HF_HUB_OFFLINE``, ``HF_TOKEN``/the stored login, proxies and ``HF_HUB_DOWNLOAD_TIMEOUT``.
+1. ``HEAD <endpoint>/<repo>/resolve/main/<file>`` through ``huggingface_hub.get_hf_file_metadata`` (its headers,
+   token handling and error types: repo not found, gated, entry not found): the file's size, its etag (the sha256
+   of an LFS file, the git blob sha1 of a small file kept in git) and where to GET it (the CDN an LFS file
+   redirects to). A network error, 429 or 5xx is retried after 1, 2, 4, 8 and 8 s.
+2. ``GET`` into ``<root>/.mn_download/<path>.part``, resuming with ``Range: bytes=N-`` from the bytes an earlier
+   call or run left there (a ``.part.json`` beside it holds the size and etag they belong to: a file changed on the
+   hub starts over). A cut transfer is resumed at once, up to 5 times in a row without progress, 1 s apart; then
+   the call fails and the bytes stay for the next run. The token goes to the hub's origin only, never to the CDN.
+3. The finished bytes are checked against the hub's size and checksum; a mismatch deletes them. Only then is the
+   file moved to exactly ``<root>/<path>`` (one rename), and its size and checksum are recorded in
+   ``<root>/.mn_download/verified.json``: :func:`check_sizes` (at every load) finds a file that was cut short or
+   overwritten since, :func:`verify` re-reads every file against the checksums.
+
+The loader only ever looks at the layout's paths, so a half-downloaded file is never taken for a weight file. The
+free disk space is checked before a transfer starts, and a disk that fills up during it stops the download with
+the bytes so far kept. A ``filelock`` on the partial file keeps two processes from writing it at once.
 
 The endpoint is, in order: the ``endpoint`` argument, the ``HF_ENDPOINT`` environment variable *as it is when
 :func:`download` is called* (huggingface_hub itself reads it once, at its import), huggingface_hub's default.
-It is passed per call, so no global state is changed.
+``HF_HUB_OFFLINE``, ``HF_TOKEN``/the stored login, ``HTTPS_PROXY`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` are honoured.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import http.client
+import json
 import logging
 import os
+import re
+import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .layout import BY_ROLE, FILES, LayoutFile
 
@@ -43,6 +55,10 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+PARTIAL_DIR = ".mn_download"  # under the checkpoint folder: bytes of unfinished downloads, the verified record
+HEAD_BACKOFF = (1, 2, 4, 8, 8)  # seconds between the tries of a HEAD that failed with the network or 5xx
+RESUMES = 5  # resumes in a row without a new byte before a transfer is given up (the bytes stay for the next run)
+CHUNK_BYTES = 1 << 20  # read and progress granularity
 _DISK_ERRNOS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EACCES", "EROFS", "EPERM") if hasattr(errno, n)}
 
 
@@ -52,7 +68,8 @@ class DownloadError(RuntimeError):
     The message names the role, repo, file, URL and cause, and says how to fix it. ``reason`` is a short code:
     ``not_found`` (file not in the repo), ``repo_not_found``, ``gated``, ``auth``, ``offline``, ``network``,
     ``http`` (another HTTP error status), ``incomplete`` (transfer kept being cut or came back short),
-    ``disk`` (local disk full / not writable) or ``other``. ``cause`` is the one-line exception chain; ``url``,
+    ``checksum`` (complete, but not the hub's size or checksum), ``disk`` (local disk full / not writable) or
+    ``other``. ``cause`` is the one-line exception chain; ``url``,
     ``endpoint`` and ``dest`` (the final path, never left half-written) are there for UIs.
     """
 
@@ -120,11 +137,11 @@ def download(
     again. Missing files are fetched one after the other, each to exactly ``<root>/<path>``.
 
     ``progress(role, done_bytes, total_bytes)`` is called with ``(0, approx_bytes)`` when a file starts, as its
-    bytes are written (every ``huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE``, 10 MiB by default, with the true
-    size as total), and with ``(size, size)`` when it is done; a file already present gets one ``(size, size)``
-    call. It may be called from a worker thread (Xet downloads). If it raises (e.g. to cancel from a UI), the
-    download stops, its temporary file is removed and the exception propagates unchanged. Counts only go up
-    except in one case: if a server answers a resume request with the whole file, the count drops back to 0.
+    bytes are written (every ``CHUNK_BYTES``, with the true size as total; a resumed file starts at the bytes it
+    already had), and with ``(size, size)`` when it is done; a file already present gets one ``(size, size)``
+    call. If it raises (e.g. to cancel from a UI), the download stops, the bytes so far stay for the next call and
+    the exception propagates unchanged. Counts only go up except in one case: if a server answers a resume request
+    with the whole file, the count drops back to 0.
 
     ``token``: a hub token, ``True`` to require the stored login, ``False`` to send none, ``None`` (default) to
     send the stored login / ``$HF_TOKEN`` if any. ``endpoint`` overrides ``$HF_ENDPOINT`` for this call.
@@ -213,37 +230,326 @@ class _Reporter:
             raise
 
 
-def _progress_class(reporter: _Reporter):
-    """A tqdm class for ``hf_hub_download(tqdm_class=...)`` that also reports bytes to ``reporter``.
+class _Metadata:
+    """What the hub's ``HEAD`` says about a file: where to GET it, its size and its checksum (etag)."""
 
-    It subclasses huggingface_hub's own tqdm, so the console bar looks and can be disabled as usual
-    (``HF_HUB_DISABLE_PROGRESS_BARS``). huggingface_hub creates one per file and reuses it across its resume
-    retries; ``update(n)`` is called with each chunk written (and with a negative count if a resume had to start
-    over). Defining ``update_transfer`` makes Xet downloads use a single bar too (bytes written to disk).
+    def __init__(self, location: str, size: int | None, etag: str | None, commit: str | None):
+        self.location, self.size, self.etag, self.commit = location, size, etag, commit
+
+    @property
+    def digest(self) -> tuple[str, str] | None:
+        """``("sha256", hex)`` for LFS files, ``("git-sha1", hex)`` for files kept in git, None if not a checksum."""
+        tag = (self.etag or "").lower()
+        if re.fullmatch(r"[0-9a-f]{64}", tag):
+            return "sha256", tag
+        if re.fullmatch(r"[0-9a-f]{40}", tag):
+            return "git-sha1", tag
+        return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A failed HEAD worth retrying: the network, a timeout, HTTP 429 or 5xx."""
+    for e in _chain(exc):
+        status = _status(e)
+        if status is not None:
+            return status == 429 or status >= 500
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return True
+        if {c.__name__ for c in type(e).__mro__} & {"TransportError", "NetworkError", "TimeoutException",
+                                                   "ConnectionError", "Timeout"}:
+            return True
+    return False
+
+
+def _metadata(url: str, token, endpoint: str) -> _Metadata:
+    """``HEAD`` through huggingface_hub (its headers, token and hub error types), with our own back-off."""
+    import inspect
+
+    from huggingface_hub import get_hf_file_metadata
+
+    params = inspect.signature(get_hf_file_metadata).parameters
+    extra = {k: v for k, v in (("endpoint", endpoint), ("retry_on_errors", False)) if k in params}
+    for attempt, pause in enumerate((*HEAD_BACKOFF, None)):
+        try:
+            m = get_hf_file_metadata(url, token=token, **extra)
+            return _Metadata(m.location, m.size, m.etag, m.commit_hash)
+        except Exception as exc:
+            if pause is None or not _retryable(exc):
+                raise
+            logger.warning("Asking %s failed (%s); retrying in %s s", url, _describe_cause(_chain(exc)), pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Partial:
+    """The bytes received so far for one layout file, kept across runs under ``<root>/.mn_download/``.
+
+    ``<path>.part`` holds the bytes, ``<path>.part.json`` the hub's size and etag they belong to (a file changed
+    upstream starts over), ``<path>.part.lock`` keeps two processes from writing it at once. The loader only looks at
+    the layout's own paths, so nothing here is ever taken for a weight file.
     """
-    from huggingface_hub.utils import tqdm as hf_tqdm
 
-    class _ReportingTqdm(hf_tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            # Own counter: a disabled tqdm (no TTY, HF_HUB_DISABLE_PROGRESS_BARS) does not count.
-            self._mn_done = int(kwargs.get("initial") or 0)
-            reporter(self._mn_done, getattr(self, "total", None))
+    def __init__(self, root: Path, lf: LayoutFile):
+        base = root / PARTIAL_DIR / lf.path
+        self.path = base.with_name(base.name + ".part")
+        self.info = base.with_name(base.name + ".part.json")
+        self.lock = base.with_name(base.name + ".part.lock")
 
-        def update(self, n=1):
-            out = super().update(n)
-            if n:
-                self._mn_done += int(n)
-                reporter(self._mn_done, getattr(self, "total", None))
-            return out
+    def resume_from(self, meta: _Metadata) -> int:
+        """Bytes already here for this exact file (same size and etag on the hub), else 0 (and they are dropped)."""
+        want = {"size": meta.size, "etag": meta.etag}
+        try:
+            have = json.loads(self.info.read_text(encoding="utf-8"))
+            size = self.path.stat().st_size
+        except (OSError, ValueError):
+            have, size = None, 0
+        if have == want and meta.size is not None and size <= meta.size:
+            return size
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(b"")
+        self.info.write_text(json.dumps(want), encoding="utf-8")
+        return 0
 
-        def update_transfer(self, n=1):  # network bytes of Xet transfers; we report bytes written instead
-            return None
+    def discard(self) -> None:
+        for p in (self.path, self.info):
+            p.unlink(missing_ok=True)
 
-        def set_transfer_postfix_str(self, s="", refresh=True):
-            return None
 
-    return _ReportingTqdm
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.netloc) == (pb.scheme, pb.netloc)
+
+
+def _request(url: str, start: int, token, endpoint: str) -> urllib.request.Request:
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers(token=token)
+    auth = {k: v for k, v in headers.items() if k.lower() == "authorization"}
+    req = urllib.request.Request(url, headers={k: v for k, v in headers.items() if k not in auth})
+    req.add_header("Accept-Encoding", "identity")
+    if start:
+        req.add_header("Range", f"bytes={start}-")
+    if _same_origin(url, endpoint):  # the hub gets the token; a CDN on another origin, or any redirect, does not
+        for k, v in auth.items():
+            req.add_unredirected_header(k, v)
+    return req
+
+
+def _get_once(meta: _Metadata, part: _Partial, start: int, reporter: _Reporter, token, endpoint: str) -> int:
+    """One ``GET`` from byte ``start``, appended to the partial file; returns the bytes now there."""
+    req = _request(meta.location, start, token, endpoint)
+    with urllib.request.urlopen(req, timeout=_timeout()) as resp:
+        if start and resp.status == 200:  # the server ignored the Range: take the whole file again
+            logger.warning("%s ignored the resume request; starting the file again", meta.location)
+            start = 0
+        elif start:
+            got = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+            if resp.status != 206 or got is None or int(got[1]) != start:
+                raise _Cut(f"asked for bytes from {start}, got HTTP {resp.status} "
+                           f"{resp.headers.get('Content-Range', '')}".strip())
+        done = start
+        with open(part.path, "r+b") as out:
+            out.seek(start)
+            out.truncate()
+            reporter(done, meta.size)
+            while True:
+                try:
+                    chunk = resp.read(CHUNK_BYTES)
+                except http.client.IncompleteRead as cut:  # the connection dropped: keep what did arrive
+                    if cut.partial:
+                        _write(out, cut.partial)
+                        done += len(cut.partial)
+                        reporter(done, meta.size)
+                    raise _Cut(f"the connection dropped at byte {done} ({cut!r})") from None
+                if not chunk:
+                    break
+                _write(out, chunk)
+                done += len(chunk)
+                reporter(done, meta.size)
+        return done
+
+
+class _Cut(Exception):
+    """The transfer stopped short (connection dropped, short body, a resume answered wrongly)."""
+
+
+def _write(out, chunk: bytes) -> None:
+    out.write(chunk)
+    out.flush()
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "10"))
+    except ValueError:
+        return 10.0
+
+
+def _transfer(meta: _Metadata, part: _Partial, reporter: _Reporter, token, endpoint: str) -> None:
+    """GET the file into ``part`` from where an earlier run stopped; resume a cut transfer up to RESUMES times in a
+    row without progress, 1 s apart. Raises ``_Cut`` (with the last cause chained) when it cannot finish."""
+    have = part.resume_from(meta)
+    if have:
+        logger.info("Resuming %s from byte %d of %d", part.path.name, have, meta.size)
+    if meta.size is not None:
+        _check_space(part.path.parent, meta.size - have)
+    resumes = 0
+    last: BaseException | None = None
+    while meta.size is None or have < meta.size or have == 0:
+        try:
+            now = _get_once(meta, part, have, reporter, token, endpoint)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429 and exc.code < 500:
+                raise
+            now, last = part.path.stat().st_size, exc
+        except OSError as exc:
+            if exc.errno in _DISK_ERRNOS:
+                raise
+            now, last = part.path.stat().st_size, exc
+        except (_Cut, http.client.HTTPException) as exc:
+            now, last = part.path.stat().st_size, exc
+        else:
+            if meta.size is None or now == meta.size:
+                return
+            last = _Cut(f"the server sent {now} of {meta.size} bytes")
+        if now > have:
+            resumes = 0  # bytes arrived: the count of resumes without progress starts again
+        have = now
+        if resumes >= RESUMES:
+            raise _Cut(f"the transfer stopped at byte {have} of {meta.size} and {RESUMES} resumes in a row brought "
+                       "nothing more") from last
+        resumes += 1
+        logger.warning("Transfer of %s cut at byte %d (%s); resuming", part.path.name, have, last)
+        time.sleep(1)
+
+
+def _check_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{_fmt_size(needed)} still to download but only {_fmt_size(free)} free "
+                                    f"on the disk of {folder}")
+
+
+def file_digest(path: Path, kind: str) -> str:
+    """``sha256`` of the file, or its git blob ``git-sha1`` (what the hub's etag is for files not kept in LFS)."""
+    h = hashlib.sha256() if kind == "sha256" else hashlib.sha1()
+    if kind == "git-sha1":
+        h.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(part: _Partial, meta: _Metadata) -> dict:
+    """Size and checksum of the finished partial file against the hub's; the record kept for it."""
+    size = part.path.stat().st_size
+    if meta.size is not None and size != meta.size:
+        raise _Corrupt(f"the file has {size} bytes but the hub says {meta.size}")
+    record = {"size": size, "etag": meta.etag, "commit": meta.commit}
+    digest = meta.digest
+    if digest is None:
+        logger.info("%s: the server's etag %r is not a checksum; only the size was checked", part.path.name,
+                    meta.etag)
+        return record
+    kind, want = digest
+    got = file_digest(part.path, kind)
+    if got != want:
+        raise _Corrupt(f"its {kind} is {got} but the hub's is {want}")
+    record[kind] = got
+    return record
+
+
+class _Corrupt(Exception):
+    """The downloaded bytes are complete but not the hub's (size or checksum differ)."""
+
+
+# --- the record of verified downloads ----------------------------------------------------------------------------
+
+
+def _record_path(root: Path) -> Path:
+    return root / PARTIAL_DIR / "verified.json"
+
+
+def recorded(root: str | Path) -> dict[str, dict]:
+    """``{layout path: {"size", "etag", "sha256" | "git-sha1", "commit"}}`` of the files downloaded and verified
+    under ``root`` (empty if none)."""
+    try:
+        data = json.loads(_record_path(Path(root)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(root: Path, rel: str, record: dict) -> None:
+    with _LOCKS_GUARD:
+        data = recorded(root)
+        data[rel] = record
+        path = _record_path(root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def check_sizes(root: str | Path) -> list[str]:
+    """Files under ``root`` whose size is no longer the one they were downloaded and verified with (cut short by a
+    copy, overwritten): one line each, naming the file and how to fix it. Costs one ``stat`` per file."""
+    root = Path(root)
+    problems = []
+    for rel, rec in recorded(root).items():
+        path = root / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue  # gone: the missing-file check names it
+        if size != rec.get("size"):
+            problems.append(f"{path} has {size} bytes but was downloaded with {rec.get('size')} (hub checksum "
+                            f"{rec.get('sha256') or rec.get('git-sha1') or rec.get('etag')}): it was cut short or "
+                            f"replaced. Delete it and run `python -m mn_core download --models {root}` (or tick "
+                            f"'download' on the Load node), or run `python -m mn_core download --verify --models "
+                            f"{root}` if you replaced it on purpose.")
+    return problems
+
+
+def verify(root: str | Path, roles: Iterable[str | LayoutFile] | None = None, *, endpoint: str | None = None,
+           token: str | bool | None = None) -> dict[str, str]:
+    """Check every present file of ``roles`` against the hub's size and checksum: ``{role: "ok" | problem}``.
+
+    Files downloaded by :func:`download` are checked against the hub's metadata recorded then (no network);
+    others are checked against a fresh ``HEAD`` (and recorded when they match). A file that matches is recorded
+    again, so a file replaced on purpose with the hub's own bytes is accepted from then on.
+    """
+    root = Path(root)
+    ep = resolve_endpoint(endpoint)
+    out: dict[str, str] = {}
+    records = recorded(root)
+    for lf in _select(roles):
+        path = lf.find(root)
+        if path is None:
+            continue
+        rel = path.relative_to(root).as_posix()
+        rec = records.get(rel) if rel == lf.path else None
+        if rec is None or not (rec.get("sha256") or rec.get("git-sha1")):
+            try:
+                meta = _metadata(file_url(lf, ep), token, ep)
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                out[lf.role] = f"could not ask the hub ({_describe_cause(_chain(exc))})"
+                continue
+            rec = {"size": meta.size, "etag": meta.etag, "commit": meta.commit}
+            if meta.digest:
+                rec[meta.digest[0]] = meta.digest[1]
+        size = path.stat().st_size
+        kind = "sha256" if rec.get("sha256") else "git-sha1" if rec.get("git-sha1") else None
+        if rec.get("size") is not None and size != rec["size"]:
+            out[lf.role] = f"{path}: {size} bytes, the hub's file has {rec['size']}"
+        elif kind and file_digest(path, kind) != rec[kind]:
+            out[lf.role] = f"{path}: its {kind} differs from the hub's {rec[kind]} (corrupted or another file)"
+        else:
+            out[lf.role] = "ok" if kind else "ok (size only: the hub gave no checksum)"
+            if rel == lf.path:
+                _remember(root, rel, rec)
+    return out
 
 
 def _download_one(root: Path, lf: LayoutFile, *, progress: ProgressCallback | None, endpoint: str,
@@ -251,53 +557,44 @@ def _download_one(root: Path, lf: LayoutFile, *, progress: ProgressCallback | No
     dest = root / lf.path
     url = file_url(lf, endpoint)
     reporter = _Reporter(lf.role, progress)
+    part = _Partial(root, lf)
     logger.info("Downloading %s: %s/%s (%s) -> %s", lf.role, lf.repo, lf.repo_file,
                 _fmt_size(lf.approx_bytes, approx=True), dest)
     start = time.monotonic()
     reporter(0, lf.approx_bytes)
     try:
-        import inspect
+        from filelock import FileLock
 
-        from huggingface_hub import hf_hub_download
-
-        extra = {}
-        if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # huggingface_hub >= 1.2: byte progress
-            extra["tqdm_class"] = _progress_class(reporter)
-        got = hf_hub_download(
-            lf.repo,
-            lf.repo_file,
-            local_dir=root / lf.local_dir,
-            endpoint=endpoint,
-            token=token,
-            **extra,
-        )
+        meta = _metadata(url, token, endpoint)
+        part.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(part.lock)):  # another process may be fetching the same file into the same folder
+            if lf.find(root) is None:
+                _transfer(meta, part, reporter, token, endpoint)
+                try:
+                    record = _verify(part, meta)
+                except _Corrupt:
+                    part.discard()  # complete but wrong: the next run must not resume from these bytes
+                    raise
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(part.path, dest)
+                part.info.unlink(missing_ok=True)
+                _remember(root, lf.path, record)
     except BaseException as exc:
         if reporter.callback_error is not None and exc is reporter.callback_error:
-            raise  # the caller's own exception (e.g. a UI cancel): not a download failure
+            raise  # the caller's own exception (e.g. a UI cancel): not a download failure; the bytes stay for later
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt, SystemExit
-        err = _wrap_error(exc, root, lf, url, endpoint)
+        err = _wrap_error(exc, root, lf, url, endpoint, part)
         logger.error("Download of %s failed (%s): %s", lf.role, err.reason, err.cause)
         raise err from exc
 
-    if not dest.is_file() or not _same_file(got, dest):
-        raise DownloadError(
-            f"Downloading '{lf.role}' ({lf.repo}/{lf.repo_file}) reported {got} but {dest} is not there.",
-            role=lf.role, repo=lf.repo, filename=lf.repo_file, url=url, endpoint=endpoint, dest=dest, reason="other",
-        )
     size = dest.stat().st_size
     elapsed = time.monotonic() - start
     reporter(size, size)
     rate = f", {_fmt_size(size / elapsed)}/s" if elapsed > 0 else ""
-    logger.info("Downloaded %s: %s (%s in %.1f s%s)", lf.role, dest, _fmt_size(size), elapsed, rate)
+    logger.info("Downloaded %s: %s (%s in %.1f s%s, checked against the hub's size and checksum)", lf.role, dest,
+                _fmt_size(size), elapsed, rate)
     return dest
-
-
-def _same_file(a: str | Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)  # robust to Windows extended paths (\\?\...) and symlinked roots
-    except OSError:
-        return False
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
@@ -313,6 +610,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code
     try:
         code = getattr(getattr(exc, "response", None), "status_code", None)
     except Exception:
@@ -320,15 +619,8 @@ def _status(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _method(exc: BaseException) -> str | None:
-    try:
-        return exc.request.method  # httpx-style exceptions; raises when no request is attached
-    except Exception:
-        return None
-
-
 def _classify(chain: list[BaseException]) -> str:
-    """A short reason code for a failed ``hf_hub_download``, from its exception chain (most specific first)."""
+    """A short reason code for a failed download, from its exception chain (most specific first)."""
     try:
         from huggingface_hub import errors as hf_errors
     except Exception:  # pragma: no cover
@@ -341,8 +633,11 @@ def _classify(chain: list[BaseException]) -> str:
             return "gated"
         if any(isinstance(e, hf_errors.RepositoryNotFoundError) for e in chain):
             return "repo_not_found"
-        if any(isinstance(e, hf_errors.RemoteEntryNotFoundError) for e in chain):
+        not_found = getattr(hf_errors, "RemoteEntryNotFoundError", None) or hf_errors.EntryNotFoundError
+        if any(isinstance(e, not_found) for e in chain):
             return "not_found"
+    if any(isinstance(e, _Corrupt) for e in chain):
+        return "checksum"
     statuses = [s for s in (_status(e) for e in chain) if s is not None]
     if statuses:
         s = statuses[-1]
@@ -354,10 +649,7 @@ def _classify(chain: list[BaseException]) -> str:
     for e in chain:
         if isinstance(e, OSError) and e.errno is not None and e.errno in _DISK_ERRNOS:
             return "disk"
-    if any("Consistency check failed" in str(e) for e in chain):
-        return "incomplete"
-    # A connection dropped while the body streams (GET) is a cut transfer; anything else is "can't reach it".
-    if any(type(e).__name__ == "RemoteProtocolError" and _method(e) == "GET" for e in chain):
+    if any(isinstance(e, _Cut) for e in chain):
         return "incomplete"
     if mro_names & {"TransportError", "NetworkError", "TimeoutException"}:
         return "network"
@@ -378,9 +670,12 @@ _HINTS = {
     "network": "Could not reach the endpoint: check the internet connection, proxy settings (HTTPS_PROXY) and "
                "HF_ENDPOINT, then retry.",
     "http": "The server answered with an error: retry later, or check HF_ENDPOINT.",
-    "incomplete": "The transfer kept being cut off and could not be completed: retry (a new attempt starts the "
-                  "file from the beginning).",
-    "disk": "Could not write the file: check free disk space and write permission.",
+    "incomplete": "The transfer kept being cut off and could not be completed: run the download again, it resumes "
+                  "from the bytes already received.",
+    "checksum": "The bytes received are not the hub's file (a proxy or mirror altered them, or the file changed "
+                "while it was fetched); they were deleted: run the download again.",
+    "disk": "Could not write the file: free some disk space (or fix the folder's write permission) and run the "
+            "download again, it resumes from the bytes already received.",
     "other": "",
 }
 
@@ -403,7 +698,8 @@ def _describe_cause(chain: list[BaseException]) -> str:
     return " <- ".join(parts) if parts else "unknown error"
 
 
-def _wrap_error(exc: Exception, root: Path, lf: LayoutFile, url: str, endpoint: str) -> DownloadError:
+def _wrap_error(exc: Exception, root: Path, lf: LayoutFile, url: str, endpoint: str,
+                part: _Partial | None = None) -> DownloadError:
     chain = _chain(exc)
     reason = _classify(chain)
     dest = root / lf.path
@@ -414,6 +710,8 @@ def _wrap_error(exc: Exception, root: Path, lf: LayoutFile, url: str, endpoint: 
         f"URL: {url} (endpoint {endpoint})\n"
         f"Cause: {cause}\n"
         + (f"{hint}\n" if hint else "")
+        + (f"Received so far: {_fmt_size(part.path.stat().st_size)} in {part.path} (never loaded as a weight "
+           "file).\n" if part is not None and part.path.is_file() and part.path.stat().st_size else "")
         + f"To fix it by hand: download {url} and save it as {dest}"
         + (f" (accepted instead: {', '.join(str(root / a) for a in lf.alternatives)})" if lf.alternatives else "")
         + "."

@@ -24,6 +24,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or does not fit the module it is loaded into."""
 
 
+_DAMAGED = ("If it was cut short or damaged (an interrupted download or copy), delete it and download it again: "
+            "python -m mn_core download --models <checkpoint folder>, or tick 'download' on the Load MangaNinja node.")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Reading tensors
 
@@ -47,7 +51,7 @@ class TensorFile:
             try:
                 self._st = safe_open(str(self.path), framework="pt", device="cpu")
             except Exception as e:  # noqa: BLE001 - re-raised with the file name
-                raise CheckpointError(f"{self.path}: not a readable .safetensors file ({e})") from e
+                raise CheckpointError(f"{self.path}: not a readable .safetensors file ({e}). {_DAMAGED}") from e
             self._keys = list(self._st.keys())
         else:
             self._sd = _load_pickled_state_dict(self.path)
@@ -74,7 +78,9 @@ def _load_pickled_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(
             f"{path}: cannot be read as a weights-only PyTorch state dict ({type(e).__name__}: {e}). "
-            "Only plain tensor state dicts are accepted; re-save the file with torch.save(state_dict) or as .safetensors."
+            + ("" if "weights_only" in str(e) or "Unsupported" in str(e) else _DAMAGED + " ")
+            + "Only plain tensor state dicts are accepted; re-save the file with torch.save(state_dict) or as "
+            ".safetensors."
         ) from e
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         kind = type(sd).__name__

@@ -80,6 +80,11 @@ class ModelFiles:
             raise CheckpointError(f"{len(missing)} model file(s) missing under {root}:\n  {lines}\n"
                                   "Download them (python -m mn_core download --models DIR, or the --download option) "
                                   "or copy them there.")
+        from .download import check_sizes
+
+        damaged = check_sizes(root)  # a downloaded file cut short or overwritten since (one stat per file)
+        if damaged:
+            raise CheckpointError("\n".join(damaged))
         return cls(**found)
 
 

@@ -56,9 +56,9 @@ def hub(monkeypatch, tmp_path):
     import time
 
     import huggingface_hub
-    import huggingface_hub.file_download as fd
-    import huggingface_hub.utils._http as hf_http
     from huggingface_hub import constants
+
+    from mn_core import download as dl
 
     from support.fake_hub import FakeHub
 
@@ -73,10 +73,9 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never send a real stored login
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never copy from the user's cache
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
+    monkeypatch.setattr(dl, "CHUNK_BYTES", CHUNK)
     shim = NoSleepTime(time)
-    monkeypatch.setattr(fd, "time", shim)
-    monkeypatch.setattr(hf_http, "time", shim)
+    monkeypatch.setattr(dl, "time", shim)  # the retry back-off and the pause between resumes are not waited for
     huggingface_hub.close_session()  # fresh client (proxy env) and no pooled connections from other tests
     fake.sleeps = shim.sleeps
     yield fake

@@ -35,7 +35,17 @@ def _add(hub: FakeHub, role: str, size: int, **knobs):
 
 
 def _leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith(".incomplete")]
+    """Unfinished bytes anywhere under ``root`` (a finished download leaves none)."""
+    return [p for p in root.rglob("*") if p.name.endswith((".part", ".incomplete"))]
+
+
+def _part(root: Path, lf) -> Path:
+    return root / dl.PARTIAL_DIR / f"{lf.path}.part"
+
+
+def _only_in_partial_dir(root: Path) -> bool:
+    """Unfinished bytes lie only where the loader never looks (never at or beside a layout path)."""
+    return all(dl.PARTIAL_DIR in p.relative_to(root).parts for p in _leftovers(root))
 
 
 def _resolve_path(lf) -> str:
@@ -64,9 +74,18 @@ def test_downloads_land_at_layout_paths(hub, tmp_path, caplog):
         assert out[role] == root / lf.path
         assert (root / lf.path).read_bytes() == data
     assert _leftovers(root) == []
-    # huggingface_hub keeps its metadata in <root>/<local_dir>/.cache/huggingface (one per local_dir).
-    assert (root / "MangaNinjia" / ".cache" / "huggingface" / "download" / "point_net.pth.metadata").is_file()
-    assert not (root / ".cache").exists()
+    # Each file's size and the hub's checksum are recorded: sha256 for LFS files, the git blob sha1 otherwise.
+    record = dl.recorded(root)
+    assert set(record) == {lf.path for lf, _ in expected.values()}
+    for lf, data in expected.values():
+        rec = record[lf.path]
+        assert rec["size"] == len(data) and rec["commit"] == hub.commit(lf.repo)
+        if lf.path.endswith(".json"):
+            assert rec["git-sha1"] == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        else:
+            assert rec["sha256"] == hashlib.sha256(data).hexdigest()
+    assert dl.verify(root, list(roles)) == {role: "ok" for role in roles}
+    assert dl.check_sizes(root) == []
 
     # Only HEAD/GET on /resolve/ (hub) and GET on the LFS "CDN": no /api/ calls, nothing Xet.
     for r in hub.requests:
@@ -79,7 +98,7 @@ def test_downloads_land_at_layout_paths(hub, tmp_path, caplog):
     started = [m for m in caplog.messages if m.startswith("Downloading ")]
     finished = [m for m in caplog.messages if m.startswith("Downloaded ")]
     assert len(started) == len(finished) == len(roles)
-    assert any("point_net" in m and "33.3 KB" in m for m in finished)
+    assert any("point_net" in m and "33.3 KB" in m and "checksum" in m for m in finished)
 
 
 def test_endpoint_argument_overrides_env(hub, tmp_path, monkeypatch):
@@ -96,6 +115,10 @@ def test_token_goes_to_hub_but_not_to_cdn(hub, tmp_path):
     cdn = [r for r in hub.requests if r.server == "cdn"]
     assert head and all(r.headers.get("authorization") == "Bearer hf_test_token" for r in head)
     assert cdn and all("authorization" not in r.headers for r in cdn)
+    lf, _, _ = _add(hub, "unet_config", 300)  # a small file comes from the hub itself: the token goes with it
+    dl.download(tmp_path, ["unet_config"], token="hf_test_token")
+    gets = [r for r in hub.requests if r.method == "GET" and r.file is not None and r.file.path == lf.repo_file]
+    assert gets and all(r.headers.get("authorization") == "Bearer hf_test_token" for r in gets)
 
 
 # --- (b) present files are not fetched again ---------------------------------------------------------------------
@@ -181,34 +204,183 @@ def test_cut_transfer_is_resumed_with_range_in_the_same_call(hub, tmp_path):
     gets = hub.gets(f)
     assert len(gets) == 2
     assert gets[0].range is None and gets[0].status == 200 and gets[0].body_bytes == cut
-    # It resumes from what it had written: whole chunks only (the partial chunk in flight is dropped).
-    resumed_from = (cut // CHUNK) * CHUNK
-    assert gets[1].range == f"bytes={resumed_from}-" and gets[1].status == 206
-    assert gets[1].body_bytes == size - resumed_from
+    # It resumes from every byte that arrived, the part of a chunk in flight included.
+    assert gets[1].range == f"bytes={cut}-" and gets[1].status == 206
+    assert gets[1].body_bytes == size - cut
     done = [d for r, d, t in calls]
     assert done == sorted(done) and done[-1] == size
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(tmp_path) == [] and hub.sleeps == [1]
 
 
-def test_new_call_after_a_failed_one_starts_over(hub, tmp_path):
-    """huggingface_hub 2.4 has no resume across calls: each attempt uses its own temporary file."""
+def test_the_next_call_resumes_where_a_failed_one_stopped(hub, tmp_path):
     size, cut = 100_000, 30_000
     lf, data, f = _add(hub, "point_net", size, cut_at=cut)  # always cut at 30 000
     with pytest.raises(dl.DownloadError) as ei:
         dl.download(tmp_path, ["point_net"])
     assert ei.value.reason == "incomplete"
+    assert "resumes" in str(ei.value) and str(_part(tmp_path, lf)) in str(ei.value)
     gets = hub.gets(f)
     # 1 attempt + 5 resumes that made no progress, all but the first with a Range.
     assert len(gets) == 6 and gets[0].range is None
-    assert all(g.range == f"bytes={(cut // CHUNK) * CHUNK}-" for g in gets[1:])
-    assert not (tmp_path / lf.path).exists() and _leftovers(tmp_path) == []
+    assert all(g.range == f"bytes={cut}-" for g in gets[1:])
+    assert not (tmp_path / lf.path).exists() and _only_in_partial_dir(tmp_path)
+    assert _part(tmp_path, lf).read_bytes() == data[:cut]
 
     f.cut_at = None
     hub.requests.clear()
-    out = dl.download(tmp_path, ["point_net"])
+    calls = []
+    out = dl.download(tmp_path, ["point_net"], progress=lambda *a: calls.append(a))
     assert out["point_net"].read_bytes() == data
     gets = hub.gets(f)
-    assert len(gets) == 1 and gets[0].range is None and gets[0].body_bytes == size
+    assert len(gets) == 1 and gets[0].range == f"bytes={cut}-" and gets[0].body_bytes == size - cut
+    assert [d for r, d, t in calls][1] == cut  # progress starts from the bytes already there
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_killed_process_is_resumed_by_the_next_run(hub, tmp_path):
+    """A real interruption: the download runs in a child process that is SIGKILLed part-way."""
+    import signal
+    import time
+
+    size = 40 * 65536
+    lf, data, f = _add(hub, "controlnet", size, throttle_s=0.02)  # ~1 s for the whole file
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from mn_core import download as dl; "
+            "dl.download(sys.argv[2], ['controlnet'], endpoint=sys.argv[3])")
+    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    child = subprocess.Popen([sys.executable, "-c", code, str(REPO_ROOT), str(tmp_path), hub.endpoint], env=env)
+    part = _part(tmp_path, lf)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (part.is_file() and part.stat().st_size >= 10 * 65536):
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    had = part.stat().st_size
+    assert 10 * 65536 <= had < size and not (tmp_path / lf.path).exists()
+    assert part.read_bytes() == data[:had]
+
+    f.throttle_s = 0.0
+    hub.requests.clear()
+    out = dl.download(tmp_path, ["controlnet"])
+    assert out["controlnet"].read_bytes() == data
+    gets = hub.gets(f)
+    assert len(gets) == 1 and gets[0].range == f"bytes={had}-" and gets[0].body_bytes == size - had
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_file_changed_on_the_hub_is_not_resumed(hub, tmp_path):
+    lf, data, f = _add(hub, "point_net", 50_000, cut_at=20_000)
+    with pytest.raises(dl.DownloadError):
+        dl.download(tmp_path, ["point_net"])
+    new = _bytes(50_000, "a new upload")
+    hub.add(lf.repo, lf.repo_file, new)  # same name and size, another etag
+    hub.requests.clear()
+    assert dl.download(tmp_path, ["point_net"])["point_net"].read_bytes() == new
+    assert [g.range for g in hub.gets(hub.files[(lf.repo, lf.repo_file)])] == [None]
+
+
+def test_a_server_that_ignores_range_sends_the_whole_file_again(hub, tmp_path):
+    size, cut = 60_000, 25_000
+    lf, data, f = _add(hub, "point_net", size, cut_at=cut, cut_times=1, ignore_range=True)
+    calls = []
+    assert dl.download(tmp_path, ["point_net"], progress=lambda *a: calls.append(a))["point_net"].read_bytes() == data
+    gets = hub.gets(f)
+    assert [g.range for g in gets] == [None, f"bytes={cut}-"] and [g.status for g in gets] == [200, 200]
+    assert 0 in [d for r, d, t in calls][2:]  # the count went back to 0 once
+
+
+def test_corrupted_bytes_are_caught_by_the_checksum_and_dropped(hub, tmp_path):
+    lf, data, f = _add(hub, "annotator", 70_000, corrupt_at=12_345)
+    with pytest.raises(dl.DownloadError) as ei:
+        dl.download(tmp_path, ["annotator"])
+    err = ei.value
+    assert err.reason == "checksum" and hashlib.sha256(data).hexdigest() in str(err)
+    _assert_helpful(err, lf, tmp_path, hub.endpoint)
+    assert _leftovers(tmp_path) == []  # complete but wrong: not kept for a resume
+    f.corrupt_at = None
+    assert dl.download(tmp_path, ["annotator"])["annotator"].read_bytes() == data
+
+
+def test_a_short_body_is_resumed_and_a_small_git_file_is_checked_too(hub, tmp_path):
+    lf, data, f = _add(hub, "unet_config", 5000, corrupt_at=100)  # a json file: etag = git blob sha1
+    with pytest.raises(dl.DownloadError) as ei:
+        dl.download(tmp_path, ["unet_config"])
+    assert ei.value.reason == "checksum" and "git-sha1" in str(ei.value)
+
+
+def test_a_full_disk_during_the_download_keeps_the_bytes_and_the_next_run_resumes(hub, tmp_path, monkeypatch):
+    import errno
+
+    size = 30 * CHUNK
+    lf, data, f = _add(hub, "point_net", size)
+    real_write, written = dl._write, []
+
+    def full_after_ten_chunks(out, chunk):
+        if sum(written) + len(chunk) > 10 * CHUNK:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(out, chunk)
+        written.append(len(chunk))
+
+    monkeypatch.setattr(dl, "_write", full_after_ten_chunks)
+    with pytest.raises(dl.DownloadError) as ei:
+        dl.download(tmp_path, ["point_net"])
+    err = ei.value
+    assert err.reason == "disk" and "No space left on device" in str(err) and "free some disk space" in str(err)
+    _assert_helpful(err, lf, tmp_path, hub.endpoint)
+    assert len(hub.gets(f)) == 1  # a full disk is not retried
+    assert _part(tmp_path, lf).stat().st_size == 10 * CHUNK
+
+    monkeypatch.setattr(dl, "_write", real_write)  # space freed
+    hub.requests.clear()
+    assert dl.download(tmp_path, ["point_net"])["point_net"].read_bytes() == data
+    assert [g.range for g in hub.gets(f)] == [f"bytes={10 * CHUNK}-"]
+
+
+def test_not_enough_free_space_is_said_before_the_transfer(hub, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    lf, data, f = _add(hub, "vae", 80_000)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 5000, 5000))
+    with pytest.raises(dl.DownloadError) as ei:
+        dl.download(tmp_path, ["vae"])
+    assert ei.value.reason == "disk" and "80.0 KB still to download but only 5.0 KB free" in str(ei.value)
+    assert hub.gets(f) == []
+
+
+def test_verify_and_check_sizes_find_damaged_files(hub, tmp_path):
+    lf, data, _ = _add(hub, "point_net", 40_000)
+    cfg, cfg_data, _ = _add(hub, "unet_config", 400)
+    dl.download(tmp_path, ["point_net", "unet_config"])
+    dest = tmp_path / lf.path
+
+    flipped = bytearray(data)
+    flipped[777] ^= 0x10
+    dest.write_bytes(bytes(flipped))  # same size: only the checksum sees it
+    assert dl.check_sizes(tmp_path) == []
+    hub.requests.clear()
+    report = dl.verify(tmp_path, ["point_net", "unet_config"])
+    assert report["unet_config"] == "ok" and "sha256 differs" in report["point_net"] and str(dest) in report["point_net"]
+    assert hub.requests == []  # checked against the record, no network
+
+    dest.write_bytes(data[:1000])  # cut short by a copy
+    (problem,) = dl.check_sizes(tmp_path)
+    assert str(dest) in problem and "1000 bytes" in problem and "40000" in problem and "download" in problem
+
+    dest.write_bytes(data)
+    assert dl.check_sizes(tmp_path) == [] and dl.verify(tmp_path, ["point_net"]) == {"point_net": "ok"}
+
+
+def test_verify_asks_the_hub_about_files_copied_by_hand(hub, tmp_path):
+    lf, data, _ = _add(hub, "annotator", 3000)
+    dest = tmp_path / lf.path
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(data[:-1] + b"?")
+    assert "differs" in dl.verify(tmp_path, ["annotator"])["annotator"]
+    assert dl.recorded(tmp_path) == {}
+    dest.write_bytes(data)
+    assert dl.verify(tmp_path, ["annotator"]) == {"annotator": "ok"}
+    assert dl.recorded(tmp_path)[lf.path]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 # --- (d) failures ----------------------------------------------------------------------------------------------
@@ -222,7 +394,7 @@ def _assert_helpful(err: dl.DownloadError, lf, root: Path, endpoint: str):
                    str(root / lf.path), "Cause:", "download"):
         assert needle in msg, (needle, msg)
     assert not (root / lf.path).exists()
-    assert _leftovers(root) == []
+    assert _only_in_partial_dir(root)
 
 
 def test_404_file_not_on_hub(hub, tmp_path):
@@ -257,7 +429,7 @@ def test_server_error_after_retries(hub, tmp_path):
     with pytest.raises(dl.DownloadError) as ei:
         dl.download(tmp_path, ["point_net"])
     assert ei.value.reason == "http" and "500" in str(ei.value)
-    assert len(hub.requests_for(f, "HEAD")) == 7  # 1 quick try + 1 + 5 retries with back-off
+    assert len(hub.requests_for(f, "HEAD")) == 6 and hub.sleeps == [1, 2, 4, 8, 8]  # 1 try + 5 with back-off
     _assert_helpful(ei.value, lf, tmp_path, hub.endpoint)
 
 
@@ -274,7 +446,7 @@ def test_connection_refused(hub, tmp_path):
         dl.download(tmp_path, ["annotator"], endpoint=endpoint)
     assert ei.value.reason == "network" and ei.value.endpoint == endpoint
     assert "ConnectError" in str(ei.value)
-    assert hub.sleeps == [1, 2, 4, 8, 8]  # huggingface_hub's HEAD back-off (~23 s for real), skipped here
+    assert hub.sleeps == [1, 2, 4, 8, 8]  # the HEAD back-off (~23 s for real), skipped here
     _assert_helpful(ei.value, lf, tmp_path, endpoint)
 
 
@@ -283,7 +455,7 @@ def test_always_cut_transfer(hub, tmp_path):
     with pytest.raises(dl.DownloadError) as ei:
         dl.download(tmp_path, ["vae"])
     assert ei.value.reason == "incomplete"
-    assert "RemoteProtocolError" in str(ei.value)
+    assert "stopped at byte 0 of 50000 and 5 resumes" in str(ei.value)
     assert len(hub.gets(f)) == 6 and hub.sleeps == [1] * 5  # 5 resumes, 1 s apart for real
     _assert_helpful(ei.value, lf, tmp_path, hub.endpoint)
 
@@ -365,7 +537,8 @@ def test_progress_exception_cancels_cleanly(hub, tmp_path):
 
     with pytest.raises(Cancelled):
         dl.download(tmp_path, ["point_net"], progress=cb)
-    assert not (tmp_path / lf.path).exists() and _leftovers(tmp_path) == []
+    assert not (tmp_path / lf.path).exists() and _only_in_partial_dir(tmp_path)
+    assert _part(tmp_path, lf).stat().st_size == 5 * CHUNK  # kept: the next call goes on from there
 
 
 # --- import hygiene ------------------------------------------------------------------------------------------------

@@ -76,3 +76,54 @@ def test_cli_download_failure_is_one_line(hub, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "127.0.0.1:9" in errors[0] and "Traceback" not in err
+
+
+def test_cli_verify_and_a_damaged_file_at_load(hub, tiny_models, tmp_path, capsys):
+    """download --verify reads every file against the hub's checksums; a file cut short after its download is named
+    when the models are loaded, and a damaged one by --verify."""
+    from mn_core.cli import main
+    from mn_core.loading import CheckpointError
+    from mn_core.models import ModelFiles
+
+    serve_layout(hub, tiny_models)
+    root = tmp_path / "m"
+    assert main(["download", "--models", str(root), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "point_net: ok" in out and "denoising_unet: ok" in out
+
+    target = root / layout.BY_ROLE["point_net"].path
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])  # e.g. a copy to another disk that was cut off
+    with pytest.raises(CheckpointError) as ei:
+        ModelFiles.from_folder(root)
+    assert str(target) in str(ei.value) and f"{len(data) // 2} bytes" in str(ei.value)
+
+    broken = bytearray(data)
+    broken[len(data) // 2] ^= 0xFF  # same size, flipped bits: only the checksum sees it
+    target.write_bytes(bytes(broken))
+    ModelFiles.from_folder(root)  # the size is right: loading does not read every byte
+    assert main(["download", "--models", str(root), "--verify"]) == 1
+    captured = capsys.readouterr()
+    assert "point_net: " + str(target) in captured.out and "sha256 differs" in captured.out
+    assert "error: 1 file(s) differ" in captured.err and "point_net" in captured.err
+
+    target.unlink()  # what the message says to do: the next download fetches it again
+    assert main(["download", "--models", str(root), "--verify"]) == 0
+    assert target.read_bytes() == data
+
+
+def test_truncated_weight_files_name_the_file(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from mn_core.loading import CheckpointError, TensorFile
+
+    sd = {"w": torch.arange(4000, dtype=torch.float32)}
+    save_file(sd, tmp_path / "a.safetensors")
+    torch.save(sd, tmp_path / "a.pth")
+    for name in ("a.safetensors", "a.pth"):
+        path = tmp_path / name
+        path.write_bytes(path.read_bytes()[:5000])
+        with pytest.raises(CheckpointError) as ei:
+            TensorFile(path)
+        assert str(path) in str(ei.value) and "download it again" in str(ei.value)

@@ -2,6 +2,9 @@
 
 What huggingface_hub 2.4 does for ``hf_hub_download(repo_id, filename, local_dir=...)`` on a branch revision:
 
+What mn_core.download does on top (its own resumable GET, see its docstring) needs nothing more from the server
+than Range support and the headers below.
+
 1. ``HEAD {endpoint}/{repo_id}/resolve/{revision}/{filename}`` (``Accept-Encoding: identity``), not following
    redirects to other origins. From that response it reads ``X-Repo-Commit`` (required), ``X-Linked-Etag`` or
    ``ETag`` (required), ``X-Linked-Size`` or (if not a redirect) ``Content-Length``, and ``Location`` when it is a
@@ -24,6 +27,7 @@ import hashlib
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -59,6 +63,12 @@ class HubFile:
     cut_at: int | None = None
     cut_times: int | None = None
     hub_error_headers: bool = True  # send X-Error-Code like the real hub (a bare mirror would not)
+    # ``corrupt_at``: body bytes at that offset go out with one bit flipped (same size, another checksum).
+    # ``ignore_range``: answer a Range request with the whole file (200), like a server without range support.
+    # ``throttle_s``: pause after each 64 KiB sent (a slow link, to interrupt a download part-way).
+    corrupt_at: int | None = None
+    ignore_range: bool = False
+    throttle_s: float = 0.0
 
     @property
     def sha256(self) -> str:
@@ -303,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         start, end = 0, size  # [start, end)
         status = 200
         rng = self.headers.get("Range")
-        if rng and not head:
+        if rng and not head and not f.ignore_range:
             m = _RANGE.match(rng)
             if m and (m[1] or m[2]):
                 if m[1]:
@@ -343,8 +353,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             while pos < stop:
                 n = min(64 * 1024, stop - pos)
-                self.wfile.write(f.data[pos:pos + n])
+                block = f.data[pos:pos + n]
+                if f.corrupt_at is not None and pos <= f.corrupt_at < pos + n:
+                    k = f.corrupt_at - pos
+                    block = block[:k] + bytes([block[k] ^ 1]) + block[k + 1:]
+                self.wfile.write(block)
                 pos += n
+                if f.throttle_s:
+                    self.wfile.flush()
+                    time.sleep(f.throttle_s)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. a cancelled download)
             self.close_connection = True
         rec.body_bytes = pos - start
