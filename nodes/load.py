@@ -30,6 +30,30 @@ def _pick_standard(folder: str, choice: str, auto_names: tuple[str, ...]) -> Pat
     return None
 
 
+def _checkpoints() -> list[str]:
+    """``auto`` (the layout in models/manganinja itself) and each subfolder of it that holds a layout of its own
+    (a ``MangaNinjia`` folder), e.g. a fine-tuned MangaNinja beside the official one."""
+    names = set()
+    for root in bridge.model_roots():
+        try:
+            names.update(p.name for p in Path(root).iterdir() if (p / "MangaNinjia").is_dir())
+        except OSError:
+            continue
+    return [AUTO] + sorted(names)
+
+
+def _checkpoint_root(checkpoint: str) -> Path:
+    if checkpoint in (None, AUTO):
+        return _root()
+    roots = [Path(r) for r in bridge.model_roots()]
+    for r in roots:
+        if (r / checkpoint / "MangaNinjia").is_dir():
+            return r / checkpoint
+    raise FileNotFoundError(
+        f"checkpoint: no folder {checkpoint!r} with a MangaNinjia/ layout under {', '.join(map(str, roots))}; "
+        f"choose one of {_checkpoints()} (a checkpoint is a subfolder of models/manganinja in the official layout)")
+
+
 class LoadMangaNinja:
     @classmethod
     def INPUT_TYPES(cls):
@@ -53,6 +77,9 @@ class LoadMangaNinja:
                 "controlnet": (_choices("controlnet"), {
                     "default": AUTO, "tooltip": "the control_v11p_sd15_lineart base, read only if MangaNinja's "
                                                 "controlnet.pth lacks keys; auto finds it in models/controlnet"}),
+                "checkpoint": (_checkpoints(), {
+                    "default": AUTO, "tooltip": "auto: the official layout in models/manganinja; or a subfolder of "
+                                                "it holding another MangaNinja in the same layout (a fine-tune)"}),
             },
         }
 
@@ -62,8 +89,8 @@ class LoadMangaNinja:
     CATEGORY = "MangaNinja"
     DESCRIPTION = "Loads MangaNinja (official checkpoint layout in models/manganinja) into ComfyUI's model manager."
 
-    def load(self, precision, download, clip_vision=AUTO, vae=AUTO, controlnet=AUTO):
-        return (load_pipeline(precision, download, clip_vision, vae, controlnet),)
+    def load(self, precision, download, clip_vision=AUTO, vae=AUTO, controlnet=AUTO, checkpoint=AUTO):
+        return (load_pipeline(precision, download, clip_vision, vae, controlnet, checkpoint),)
 
 
 def model_files(root: Path, clip_vision=AUTO, vae=AUTO, controlnet=AUTO) -> models.ModelFiles:
@@ -91,8 +118,9 @@ def _root() -> Path:
     return roots[0]
 
 
-def load_pipeline(precision: str, download: bool, clip_vision=AUTO, vae=AUTO, controlnet=AUTO) -> MangaNinja:
-    root = _root()
+def load_pipeline(precision: str, download: bool, clip_vision=AUTO, vae=AUTO, controlnet=AUTO,
+                  checkpoint=AUTO) -> MangaNinja:
+    root = _checkpoint_root(checkpoint)
     if download:
         bar = bridge.Progress(100)
         models.ensure_models(root, progress=lambda role, done, total: bar.set(int(100 * done / max(total, 1)), 100))

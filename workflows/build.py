@@ -45,7 +45,8 @@ def load_image(id_, pos, filename, title):
 def loader(id_, pos):
     return Node(id_, "MangaNinjaLoader", pos, (315, 180),
                 [("precision", "auto"), ("download", True), ("clip_vision", "auto"), ("vae", "auto"),
-                 ("controlnet", "auto")], outputs=[("model", "MANGANINJA_MODEL")], title="Load MangaNinja")
+                 ("controlnet", "auto"), ("checkpoint", "auto")], outputs=[("model", "MANGANINJA_MODEL")],
+                title="Load MangaNinja")
 
 
 def more_references(more=()) -> list:

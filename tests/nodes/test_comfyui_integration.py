@@ -81,6 +81,7 @@ def server(request, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"comfyui-it-{request.param.id}")
     models = base / "models"
     synthetic.write_layout(models / "manganinja", synthetic.TINY)
+    synthetic.write_layout(models / "manganinja" / "variant", synthetic.TINY, seed=1)  # a second MangaNinja
     with ch.comfyui_server(base, packs={PACK_NAME: ROOT}, models_dir=models, stack=request.param) as srv:
         for name, img in make_test_images().items():
             buf = io.BytesIO()
@@ -319,6 +320,56 @@ def test_a_cancelled_run_leaves_nothing_behind(server):
     again = saved_images(server, client.run_prompt(api_workflow("manganinja_basic", steps=60, seed=31,
                                                                 prefix="cancel_again"), timeout=600))
     assert len(again) == len(want) == 1 and np.array_equal(again[0], want[0])
+
+
+def _with(prompt: dict, class_type: str, title: str | None = None, **inputs) -> dict:
+    """``prompt`` with ``inputs`` set on its node(s) of ``class_type`` (and, if given, that title)."""
+    prompt = copy.deepcopy(prompt)
+    hits = [n for n in prompt.values()
+            if n["class_type"] == class_type and (title is None or n["_meta"]["title"] == title)]
+    assert hits, (class_type, title)
+    for node in hits:
+        node["inputs"].update(inputs)
+    return prompt
+
+
+def test_two_models_and_references_back_to_back_and_after_free_memory(server):
+    """Two prompts with different MangaNinja checkpoints and references queued back to back each give what they
+    give alone; after ComfyUI's "free memory" (unload models, drop the cache) the model reloads and gives the same."""
+    client = server.client
+    assert "variant" in client.object_info()["MangaNinjaLoader"]["input"]["optional"]["checkpoint"][0]
+    a = api_workflow("manganinja_basic", seed=7, prefix="pair_a")
+    b = _with(_with(_with(api_workflow("manganinja_basic", seed=7, prefix="pair_b"), "MangaNinjaLoader",
+                          checkpoint="variant"),
+                    "LoadImage", "Reference (coloured)", image="manganinja_target.png"),
+              "LoadImage", "Line art", image="manganinja_frame2.png")
+    b_on_a = _with(b, "MangaNinjaLoader", checkpoint="auto")  # B's images on A's model
+
+    def alone(prompt):
+        client.free(unload_models=True, free_memory=True)
+        time.sleep(0.5)
+        (img,) = saved_images(server, client.run_prompt(prompt, timeout=600))
+        return img
+
+    want_a, want_b, b_with_a_model = alone(a), alone(b), alone(b_on_a)
+    assert not np.array_equal(want_b, b_with_a_model), "the checkpoint has no effect"
+    assert not np.array_equal(want_a, want_b)
+
+    client.free(unload_models=True, free_memory=True)
+    time.sleep(0.5)
+    ids = [client.queue_prompt(_with(p, "SaveImage", filename_prefix=f"mn_it/back_to_back_{k}"))
+           for k, p in enumerate((a, b, a, b))]
+    got = [saved_images(server, client.wait_for_prompt(i, timeout=600)) for i in ids]
+    assert all(len(g) == 1 for g in got)
+    for g, want in zip(got, (want_a, want_b, want_a, want_b)):
+        assert np.array_equal(g[0], want)
+
+    for unload in (True, False):  # "free memory" as the UI sends it, and the cache alone
+        client.free(unload_models=unload, free_memory=True)
+        time.sleep(0.5)
+        (again,) = saved_images(server, client.run_prompt(_with(b, "SaveImage", filename_prefix="mn_it/reloaded"),
+                                                          timeout=600))
+        assert np.array_equal(again, want_b)
 
 
 def test_one_hundred_runs_on_the_server_do_not_grow(server):

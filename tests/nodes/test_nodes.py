@@ -275,6 +275,28 @@ def test_missing_files_error_lists_them(pack, comfy_env, tmp_path):
         fp.folder_names_and_paths["manganinja"] = saved
 
 
+def test_checkpoint_choices_are_the_layout_subfolders(pack, comfy_env, tmp_path):
+    fp = comfy_env["folder_paths"]
+    saved = fp.folder_names_and_paths["manganinja"]
+    root = tmp_path / "mn"
+    for name in ("finetune_b", "finetune_a"):
+        (root / name / "MangaNinjia").mkdir(parents=True)
+    (root / "not_a_layout").mkdir()
+    fp.folder_names_and_paths["manganinja"] = ([str(root)], set())
+    try:
+        load = pack.nodes.load
+        assert load.LoadMangaNinja.INPUT_TYPES()["optional"]["checkpoint"][0] == ["auto", "finetune_a", "finetune_b"]
+        assert load._checkpoint_root("finetune_b") == root / "finetune_b"
+        with pytest.raises(FileNotFoundError) as e:
+            load.LoadMangaNinja().load("auto", False, checkpoint="gone")
+        assert "checkpoint" in str(e.value) and "'gone'" in str(e.value) and "finetune_a" in str(e.value)
+        with pytest.raises(Exception) as e:  # a chosen checkpoint that lacks files lists them under its folder
+            load.LoadMangaNinja().load("auto", False, checkpoint="finetune_a")
+        assert f"missing under {root / 'finetune_a'}" in str(e.value)
+    finally:
+        fp.folder_names_and_paths["manganinja"] = saved
+
+
 def test_standard_folder_files_are_used(pack, models_dir, comfy_env):
     """clip_vision / vae picked from ComfyUI's folders; the base ControlNet found by name in models/controlnet."""
     from safetensors.torch import save_file
