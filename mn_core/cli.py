@@ -98,6 +98,20 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**64 - 1, got {value}")
+    return value
+
+
+def _guidance(text: str) -> float:
+    value = _finite(text)
+    if not 0.0 <= value <= 30.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 30, got {text!r}")
+    return value
+
+
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -116,9 +130,9 @@ def _add_run_options(p: argparse.ArgumentParser, models_required: bool = True) -
     p.add_argument("--download", action="store_true",
                    help="download missing model files from Hugging Face into DIR first (honours HF_ENDPOINT)")
     p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
-    p.add_argument("--guidance-ref", type=_finite, default=9.0,
+    p.add_argument("--guidance-ref", type=_guidance, default=9.0,
                    help="reference guidance scale (default 9; values <= 1 are allowed)")
-    p.add_argument("--guidance-point", type=_finite, default=15.0, help="point guidance scale (default 15)")
+    p.add_argument("--guidance-point", type=_guidance, default=15.0, help="point guidance scale (default 15)")
     p.add_argument("--fit", choices=FIT_MODES, default="letterbox",
                    help="letterbox keeps the aspect ratio (default); stretch resizes to a square like upstream")
     p.add_argument("--size", type=_size, default=512, help="processing size, a multiple of 64 (default 512)")
@@ -152,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--auto-points", type=_pairs, metavar="N",
                    help="suggest up to N matched pairs (1 to 24) between the (first) reference and the line art "
                         "instead of --points (no model weights; see the points command)")
-    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     _add_run_options(c)
     c.add_argument("--out", required=True, type=Path, metavar="OUT.png", help="where to write the coloured image")
     c.add_argument("--lineart-out", type=Path, metavar="PATH", help="also write the line art that was used")
@@ -200,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the frames are drawn (default: auto-detect from the background, per frame)")
     q.add_argument("--points", type=Path, metavar="FILE.json",
                    help=POINTS_HELP + " The same points are used for every frame.")
-    q.add_argument("--seed", type=int, default=0,
+    q.add_argument("--seed", type=_seed, default=0,
                    help="random seed (default 0); each frame's noise comes from (seed, frame number)")
     q.add_argument("--restart", action="store_true",
                    help="OUT_DIR holds a run with other settings: delete its frames and colour again from the start "
@@ -267,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the pairs of --pairs with --models first, then score them")
     e.add_argument("--pairs", type=Path, metavar="DIR",
                    help="with --benchmark: DIR/reference/<name>.*, DIR/target/<name>.*, optional DIR/points/")
-    e.add_argument("--seed", type=int, default=0, help="with --benchmark: random seed for every pair (default 0)")
+    e.add_argument("--seed", type=_seed, default=0, help="with --benchmark: random seed for every pair (default 0)")
     _add_run_options(e, models_required=False)
 
     p = sub.add_parser("parity", help="run a fixture case of the official code and compare every array",

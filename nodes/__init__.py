@@ -2,6 +2,7 @@
 
 from .bridge import register_model_folder
 from .finish import FinishPage, SaveLayers
+from .inputs import validated
 from .lineart import ExtractLineart
 from .load import LoadMangaNinja
 from .metrics import ColorizationMetrics
@@ -37,3 +38,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MangaNinjaFinishPage": "Finish Page (full resolution)",
     "MangaNinjaSaveLayers": "Save Layers (PSD)",
 }
+
+for _name, _cls in NODE_CLASS_MAPPINGS.items():
+    validated(_cls, NODE_DISPLAY_NAME_MAPPINGS[_name])  # every input checked against INPUT_TYPES first

@@ -47,7 +47,10 @@ class ColorizationMetrics:
     def measure(self, image, target, metrics, sequence, reference=None, points=None):
         if points is not None:
             bridge.expect(points, Points, "Colorization Metrics", "points", "Point Editor or Suggest Points")
-        names = list(mn_metrics.parse_names(metrics))
+        try:
+            names = list(mn_metrics.parse_names(metrics))
+        except ValueError as e:
+            raise ValueError(f"Colorization Metrics: `metrics`: {e}") from None
         if points is not None and len(points) and "point_mse" not in names:
             names.append("point_mse")
         if sequence and "temporal" not in names:

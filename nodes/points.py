@@ -56,7 +56,12 @@ class PointEditor:
         sizes = [r.size for r in refs]
         parsed = mn_points.Points(parsed.pairs, reference_sizes(parsed, sizes), parsed.lineart_size or line.size,
                                   parsed.reference_indices, parsed.confidences)
-        mn_points.validate(parsed, sizes, line.size)
+        try:
+            mn_points.validate(parsed, sizes, line.size)
+        except ValueError as e:
+            source = "reference_coordinates/lineart_coordinates" if reference_coordinates is not None \
+                or lineart_coordinates is not None else "points"
+            raise type(e)(f"Point Editor: `{source}`: {e}") from None
         sources = [bridge.save_preview(ref, f"manganinja_ref{k + 1}") for k, ref in enumerate(refs)]
         line_source = bridge.save_preview(line, "manganinja_lineart")
         # No "images": the editor shows the images and points already, and previews would take its room.

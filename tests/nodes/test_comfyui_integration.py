@@ -396,8 +396,8 @@ def test_one_hundred_runs_on_the_server_do_not_grow(server):
 FUZZ_PROMPTS = int(os.environ.get("MN_FUZZ_PROMPTS", "10000"))
 FUZZ_SECONDS = 900  # the whole fuzzing run on one server stops generating after this (the count is reported)
 # what our nodes raise on purpose for bad input (ValueError and its subclasses, missing files)
-DELIBERATE = ("ValueError", "PointsError", "ImageError", "SuggestError", "CheckpointError", "FileNotFoundError",
-              "FramesError", "EvaluateError", "ResumeError", "LayoutError", "DownloadError")
+DELIBERATE = ("ValueError", "InputError", "PointsError", "ImageError", "SuggestError", "CheckpointError",
+              "FileNotFoundError", "FramesError", "EvaluateError", "ResumeError", "LayoutError", "DownloadError")
 
 
 def test_fuzzing_ten_thousand_prompts(server):

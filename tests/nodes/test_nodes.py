@@ -146,7 +146,7 @@ def test_finish_page_and_save_layers_nodes(pack, comfy_env):
     got = (image[0].numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(got, np.asarray(direct.image))
     assert torch.allclose(alpha[0], torch.from_numpy(255 - np.asarray(page.lines)).float() / 255, atol=1e-6)
-    with pytest.raises(ValueError, match="Finish Page: image is an empty batch"):
+    with pytest.raises(ValueError, match=r"Finish Page \(full resolution\): `image` is an empty batch"):
         node.finish(two[:0], image_tensor(page.lines), "auto", False, 8, 128, 0.8)
     with pytest.raises(ValueError, match="Finish Page: lineart has 3 images for 2 coloured frames"):
         node.finish(two, torch.cat([image_tensor(page.lines)] * 3), "auto", False, 8, 128, 0.8)
@@ -287,8 +287,11 @@ def test_checkpoint_choices_are_the_layout_subfolders(pack, comfy_env, tmp_path)
         load = pack.nodes.load
         assert load.LoadMangaNinja.INPUT_TYPES()["optional"]["checkpoint"][0] == ["auto", "finetune_a", "finetune_b"]
         assert load._checkpoint_root("finetune_b") == root / "finetune_b"
-        with pytest.raises(FileNotFoundError) as e:
+        with pytest.raises(ValueError) as e:  # not one of the choices: refused before anything runs
             load.LoadMangaNinja().load("auto", False, checkpoint="gone")
+        assert "`checkpoint`" in str(e.value) and "'gone'" in str(e.value) and "finetune_a" in str(e.value)
+        with pytest.raises(FileNotFoundError) as e:  # a folder that went away after the list was made
+            load.load_pipeline("auto", False, checkpoint="gone")
         assert "checkpoint" in str(e.value) and "'gone'" in str(e.value) and "finetune_a" in str(e.value)
         with pytest.raises(Exception) as e:  # a chosen checkpoint that lacks files lists them under its folder
             load.LoadMangaNinja().load("auto", False, checkpoint="finetune_a")
@@ -503,7 +506,7 @@ def test_suggest_points_node_per_image_and_per_frame(pack, model, comfy_env):
     assert isinstance(many, pack.mn_core.points.FramePoints) and len(many) == 2
     assert many.frames[0] == points and many.frames[1] == from_core(cases[0].reference, cases[1].lineart, 8)
     assert json.loads(text) == {"frames": [json.loads(p.to_json()) for p in many.frames]}
-    encoded = pack.nodes.reference.ReferenceEncode().encode(model, ref, 128, "letterbox", 0)[0]
+    encoded = pack.nodes.reference.ReferenceEncode().encode(model, ref, 256, "letterbox", 0)[0]
     sampler = pack.nodes.sampler.ColorizeSampler()
     both = sampler.sample(model, encoded, 1, 3, 9.0, 15.0, "letterbox", "auto", lineart=frames, points=many,
                           frames_per_call=2)["result"][0]
