@@ -79,12 +79,10 @@ def human_pairs(official: Path):
 
 
 def raw_matches(reference, colour_lineart):
-    """The suggester's SIFT matches before any geometric check (mn_core.suggest, steps 1-2; internals)."""
+    """The suggester's SIFT matches before any geometric check (mn_core.suggest.candidate_matches)."""
     from mn_core import suggest as S
 
-    ref, _ = S._working(reference, "reference", polarity="black_on_white")
-    line, _ = S._working(colour_lineart, "line art", polarity="black_on_white")
-    return S._matches(S.line_structure(ref), S.line_structure(line))
+    return S.candidate_matches(reference, colour_lineart, extract=True)
 
 
 def official_case(args) -> dict:

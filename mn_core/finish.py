@@ -46,6 +46,7 @@ from PIL import Image
 
 from .choices import FINISH_GAP, POLARITIES, PRIOR_STRENGTH
 from .images import ImageError, to_pil
+from .opencv import cv2 as cv2_module
 
 LINE_LEVEL = 128      # page grey below this: a line pixel (kept exactly)
 SOFT_LEVEL = 192      # grey between LINE_LEVEL and this: the line's soft edge (colour fades out under it)
@@ -54,14 +55,6 @@ DEFAULT_GAP = FINISH_GAP  # px of the page: gaps in lines up to this wide are cl
 DEFAULT_MIN_REGION = 64  # px of the page: smaller regions take their neighbours' colour
 DEFAULT_PRIOR_STRENGTH = PRIOR_STRENGTH  # inkn'hue's interpolation weight
 STRIP = 512           # rows per strip for the per-pixel arithmetic
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError:  # a requirement of the pack; a broken install still gets one clear line
-        raise ImportError("finishing needs OpenCV: pip install opencv-python-headless") from None
-    return cv2
 
 
 @dataclass
@@ -104,7 +97,7 @@ def page_grey(lineart, polarity: str = "auto", what: str = "line art") -> np.nda
 def find_regions(line: np.ndarray, close_gaps: int = DEFAULT_GAP,
                  min_region: int = DEFAULT_MIN_REGION) -> tuple[np.ndarray, int]:
     """Region labels (int32 (H, W), 1..n, every pixel labelled) of a bool line mask; see the module doc, step 2."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     if close_gaps < 0 or min_region < 0:
         raise ValueError(f"close_gaps and min_region must be >= 0, got {close_gaps} and {min_region}")
     barrier = line.astype(np.uint8)
@@ -126,7 +119,7 @@ def find_regions(line: np.ndarray, close_gaps: int = DEFAULT_GAP,
 
 def _nearest_index(known: np.ndarray) -> np.ndarray:
     """For every pixel, the flat index of the nearest ``known`` pixel (known pixels: themselves)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     _, idx = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 3,
                                              labelType=cv2.DIST_LABEL_PIXEL)
     positions = np.flatnonzero(known).astype(np.int32 if known.size < 2**31 else np.int64)
@@ -194,7 +187,7 @@ def region_colours(regions: np.ndarray, n: int, colour: np.ndarray, dist: np.nda
 def interior_weighted(colour: np.ndarray, sample_dist: np.ndarray) -> np.ndarray:
     """The colour samples averaged over 3x3 with weights (distance of the sample's centre to a line)^2: samples the
     model drew lines into count little. Used where no clean pixel of the region is near."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     wt = sample_dist.astype(np.float32) ** 2
     num = cv2.blur(colour.astype(np.float32) * wt[..., None], (3, 3), borderType=cv2.BORDER_REPLICATE)
     den = cv2.blur(wt, (3, 3), borderType=cv2.BORDER_REPLICATE)[..., None]
@@ -206,7 +199,7 @@ def smooth_colour(colour: np.ndarray, up: np.ndarray, regions: np.ndarray, dist:
                   s: float) -> np.ndarray:
     """(H, W, 3) uint8: the colour at the page's size (module doc, step 4). ``up``: the colour resized bilinearly
     to the page; ``palette``: the region colours."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     H, W = regions.shape
     band = (PURITY + 1.5) * s
     valid = dist > band
@@ -243,14 +236,14 @@ def smooth_colour(colour: np.ndarray, up: np.ndarray, regions: np.ndarray, dist:
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
     """uint8/float RGB (..., 3) -> float32 CIELAB (D65): L* in [0, 100]."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     x = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
     return cv2.cvtColor(x, cv2.COLOR_RGB2Lab)
 
 
 def _rgb(lab: np.ndarray) -> np.ndarray:
     """float32 CIELAB -> uint8 sRGB (clipped, rounded)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB)
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
@@ -326,7 +319,7 @@ def finish_page(colour, lineart, *, polarity: str = "auto", flat: bool = False, 
     line art at full resolution (dark on light or light on dark, see ``polarity``). ``keep_shading``: a grey page
     of the same size whose L* is kept. ``prior``: a colour image (any size; resized to the page) blended in a*b*.
     """
-    cv2 = _cv2()
+    cv2 = cv2_module()
     if not isinstance(prior_strength, (int, float)) or not 0.0 <= float(prior_strength) <= 1.0:
         raise ValueError(f"prior_strength must be between 0 and 1, got {prior_strength!r}")
     if not isinstance(close_gaps, int) or not isinstance(min_region, int):

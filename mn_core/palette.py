@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .finish import _cv2
+from .opencv import cv2 as cv2_module
 from .images import to_pil
 from .points import MAX_PAIRS, Points, PointsError
 
@@ -39,7 +39,7 @@ class Swatch:
 
 def palette(reference, k: int = DEFAULT_K, *, points_per_colour: int = POINTS_PER_COLOUR) -> list[Swatch]:
     """The reference's ``k`` main colours, the largest share first (fewer when the image has fewer colours)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 64:
         raise ValueError(f"k must be a whole number from 1 to 64, got {k!r}")
     pil = to_pil(reference, what="reference").convert("RGB")
@@ -72,7 +72,7 @@ def palette(reference, k: int = DEFAULT_K, *, points_per_colour: int = POINTS_PE
 
 def _interior_points(mask: np.ndarray, n: int, scale: float, size: tuple[int, int]):
     """Up to ``n`` pixels (original image coordinates) deep inside ``mask``, deepest first, spread apart."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     depth = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
     out = []
     for _ in range(n):

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .finish import _cv2
+from .opencv import cv2 as cv2_module
 from .images import to_pil
 from .points import MAX_PAIRS, Points
 
@@ -66,7 +66,7 @@ def _working(image, what: str, polarity: str = "auto") -> tuple[np.ndarray, floa
 
 def line_structure(grey: np.ndarray) -> np.ndarray:
     """uint8 map of the dark thin strokes of a grey image (see the module doc, step 1)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (BLACKHAT, BLACKHAT))
     hat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, disc).astype(np.float32)
     hat = cv2.GaussianBlur(hat, (0, 0), 1.0)
@@ -76,7 +76,7 @@ def line_structure(grey: np.ndarray) -> np.ndarray:
 
 def _matches(a: np.ndarray, b: np.ndarray):
     """SIFT matches from structure map ``a`` (reference) to ``b`` (line art): points (N, 2) each, ratios (N,)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     sift = cv2.SIFT_create(nfeatures=MAX_FEATURES, contrastThreshold=0.02)
     ka, da = sift.detectAndCompute(a, None)
     kb, db = sift.detectAndCompute(b, None)
@@ -114,17 +114,17 @@ def _local_affines(line: np.ndarray, ref: np.ndarray, keep: np.ndarray):
 
 def _verify(ref: np.ndarray, line: np.ndarray):
     """Kept mask, local affines and residuals (module doc, step 3)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     n = len(ref)
     if n < 6:
         return np.zeros(n, bool), np.zeros((n, 3, 2)), np.full(n, np.inf)
+    cv2.setRNGSeed(0)  # OpenCV's RANSAC seeds its own generator today; this keeps it repeatable if that changes
     model, inliers = cv2.estimateAffine2D(line.astype(np.float32), ref.astype(np.float32), method=cv2.RANSAC,
                                           ransacReprojThreshold=GLOBAL_TOL * WORK, maxIters=4000, confidence=0.999,
                                           refineIters=0)
     if model is None:
         return np.zeros(n, bool), np.zeros((n, 3, 2)), np.full(n, np.inf)
     keep = inliers.ravel().astype(bool)
-    cv2.setRNGSeed(0)
     for _ in range(6):
         if keep.sum() < 6:
             return np.zeros(n, bool), np.zeros((n, 3, 2)), np.full(n, np.inf)
@@ -140,7 +140,7 @@ def _verify(ref: np.ndarray, line: np.ndarray):
 def _interior(line_grey: np.ndarray, ref_struct: np.ndarray, line_xy: np.ndarray, fits: np.ndarray,
               ref_xy: np.ndarray):
     """Move each pair into its line-art region (module doc, step 4)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     lines = (line_grey < 160).astype(np.uint8)
     depth = np.minimum(cv2.distanceTransform(1 - lines, cv2.DIST_L2, 3), INTERIOR_DEPTH)
     h, w = depth.shape
@@ -184,6 +184,23 @@ def _spread(line_xy: np.ndarray, confidence: np.ndarray, max_pairs: int) -> list
     return sorted(picked, key=lambda t: -confidence[t])
 
 
+class _Working:
+    """Both images at the working size and their line structure (module doc, steps 1-2)."""
+
+    def __init__(self, ref_pil, line_pil, polarity: str, extract: bool):
+        self.ref_grey, self.ref_scale = _working(ref_pil, "reference", polarity="black_on_white")
+        self.line_grey, self.line_scale = _working(line_pil, "line art",
+                                                   polarity="black_on_white" if extract else polarity)
+        self.ref_struct, self.line_struct = line_structure(self.ref_grey), line_structure(self.line_grey)
+
+
+def candidate_matches(reference, lineart, *, polarity: str = "auto", extract: bool = False):
+    """The raw SIFT matches before any verification (steps 1-2), at the working size: ``(ref_xy, line_xy, ratio)``
+    arrays, for measuring how much verification keeps (benchmarks/points_bench.py)."""
+    work = _Working(to_pil(reference, what="reference"), to_pil(lineart, what="line art"), polarity, extract)
+    return _matches(work.ref_struct, work.line_struct)
+
+
 def suggest_points(reference, lineart, max_pairs: int = 12, *, polarity: str = "auto", extract: bool = False,
                    min_confidence: float = 0.0) -> Points:
     """Suggested pairs, best first, with a confidence each (in [0, 1], the best pair 1), in pixels of the original
@@ -195,10 +212,9 @@ def suggest_points(reference, lineart, max_pairs: int = 12, *, polarity: str = "
         raise SuggestError(f"min_confidence must be a number from 0 to 1, got {min_confidence!r}")
     ref_pil = to_pil(reference, what="reference")
     line_pil = to_pil(lineart, what="line art")
-    ref_grey, ref_scale = _working(ref_pil, "reference", polarity="black_on_white")
-    line_grey, line_scale = _working(line_pil, "line art", polarity="black_on_white" if extract else polarity)
-    ref_struct, line_struct = line_structure(ref_grey), line_structure(line_grey)
-    ref_xy, line_xy, ratio = _matches(ref_struct, line_struct)
+    work = _Working(ref_pil, line_pil, polarity, extract)
+    ref_xy, line_xy, ratio = _matches(work.ref_struct, work.line_struct)
+    ref_scale, line_scale, line_grey, ref_struct = work.ref_scale, work.line_scale, work.line_grey, work.ref_struct
     keep, fits, residual = _verify(ref_xy, line_xy)
     if not keep.any():
         return Points((), ref_pil.size, line_pil.size)
