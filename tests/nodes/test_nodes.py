@@ -45,6 +45,8 @@ def comfy_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pack(comfy_env):
+    if PACK in sys.modules:  # imported once per session (another test module uses these fixtures too): a second
+        return sys.modules[PACK]  # import would find its submodules cached and not bind them to the new package
     spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK] = module
