@@ -91,24 +91,26 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _unit_interval(text: str) -> float:
-    value = _finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
-    return value
+def _finite_between(lo: float, hi: float):
+    """An argparse type: a finite number from ``lo`` to ``hi``."""
+
+    def parse(text: str) -> float:
+        value = _finite(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+_unit_interval = _finite_between(0.0, 1.0)
+_guidance = _finite_between(0.0, 30.0)  # the sampler node's range
 
 
 def _seed(text: str) -> int:
     value = _whole(text)
     if not 0 <= value < 2**64:
         raise argparse.ArgumentTypeError(f"must be from 0 to 2**64 - 1, got {value}")
-    return value
-
-
-def _guidance(text: str) -> float:
-    value = _finite(text)
-    if not 0.0 <= value <= 30.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 30, got {text!r}")
     return value
 
 
