@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from . import phases
+from . import pages, phases
 from .choices import PRECISIONS as PRECISION_CHOICES
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -103,8 +103,9 @@ class LocalModules:
     at a time: preparing a phase with large networks evicts the others' large networks, and ``release`` evicts a
     finished phase's at once (the reference networks right after a reference is encoded), so colouring many frames
     with one reference moves nothing. Evicting moves a network to the CPU when computing on a GPU, and drops it when
-    computing on the CPU (it is reloaded from its file when needed again); a split network (the VAE) only moves its
-    ``leaves``.
+    computing on the CPU: a network whose weights are all memory-mapped keeps its object and gives its resident pages
+    back (:mod:`mn_core.pages`), any other is dropped and reloaded from its file when needed again; a split network
+    (the VAE) only moves its ``leaves``.
     """
 
     def __init__(self, loaders: dict[str, Callable[[], nn.Module]], device: torch.device, *, one_phase: bool = True,
@@ -135,8 +136,11 @@ class LocalModules:
             if net.leaves:  # shared: only these parts leave (on the CPU they stay where they are)
                 _move_parts(self.modules[name], net.leaves, "cpu")
             elif self.device.type == "cpu" and name in self.loaders:
-                del self.modules[name]
-                dropped = True
+                # Memory-mapped weights: their pages go back to the kernel and the network stays, ready to fault
+                # them in again. Anything else is dropped and reloaded from its file when needed.
+                if pages.release(self.modules[name]) is None:
+                    del self.modules[name]
+                    dropped = True
             else:
                 self.modules[name].to("cpu")
         if dropped:

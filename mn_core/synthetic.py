@@ -119,7 +119,7 @@ def _save(state: dict[str, torch.Tensor], path: Path) -> None:
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file(state, str(path))
+        save_file(state, str(path), metadata={"format": "pt"})  # as the hub's files: transformers 4.44 needs it
     else:
         torch.save(state, str(path))
 

@@ -125,25 +125,62 @@ def test_bad_arguments_fail_early(tiny, sample_images):
         tiny.colorize(ref, sample_images["black_on_white"], steps=1, guidance_point=float("nan"))
 
 
-def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_images):
+def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_images, monkeypatch):
+    from mn_core import pages, placement
+
+    released = []
+    real_release = pages.release
+    monkeypatch.setattr(placement.pages, "release", lambda m: released.append(m) or real_release(m))
+
+    def evicted(mn, name):  # dropped, or kept with its memory-mapped pages handed back to the kernel
+        return name not in mn.modules.modules or any(m is mn.modules.modules[name] for m in released)
+
     g = dict(size=128, seed=3)
     base_ref = tiny.encode_reference(sample_images["reference"], **g)
     base = tiny.colorize(base_ref, sample_images["black_on_white"], steps=2, seed=3)
     lean = MangaNinja.from_folder(tiny_models, precision="fp32", lazy=True, sequential_rows=True)
     assert "reference_unet" not in lean.modules.modules  # lazy: nothing loaded yet
     ref = lean.encode_reference(sample_images["reference"], **g)
-    # One phase at a time on the CPU: the reference networks are dropped as soon as the reference is encoded.
-    assert "reference_unet" not in lean.modules.modules and "clip_vision" not in lean.modules.modules
+    # One phase at a time on the CPU: the reference networks leave as soon as the reference is encoded.
+    assert evicted(lean, "reference_unet") and evicted(lean, "clip_vision")
+    assert "reference_unet" in lean.modules.modules  # its weights are all memory-mapped: kept, pages released
     out = lean.colorize(ref, sample_images["black_on_white"], steps=2, seed=3)
-    assert "denoising_unet" in lean.modules.modules
+    assert "denoising_unet" in lean.modules.modules and not evicted(lean, "denoising_unet")
     assert torch.allclose(out.latents, base.latents, rtol=0, atol=1e-4)
-    again = lean.encode_reference(sample_images["reference"], **g)  # reloaded from disk
+    again = lean.encode_reference(sample_images["reference"], **g)  # pages faulted in again from the files
     assert torch.equal(again.latents, ref.latents)
-    assert "denoising_unet" not in lean.modules.modules
+    assert evicted(lean, "denoising_unet")
+    out_again = lean.colorize(again, sample_images["black_on_white"], steps=2, seed=3)
+    assert torch.equal(out_again.latents, out.latents)
     everything = MangaNinja.from_folder(tiny_models, precision="fp32", one_phase=False)
     everything.encode_reference(sample_images["reference"], **g)
     everything.colorize(ref, sample_images["black_on_white"], steps=1, seed=3)
     assert set(everything.modules.modules) >= {"reference_unet", "denoising_unet", "controlnet", "clip_vision"}
+
+
+def test_released_pages_come_back_from_the_file_and_anonymous_memory_is_never_advised(tmp_path):
+    from mn_core import pages
+
+    path = tmp_path / "w.pth"
+    torch.save({"weight": torch.arange(4 << 20, dtype=torch.float32).reshape(1024, -1)}, path)  # 16 MB
+    mapped = torch.nn.Linear(4096, 1024, bias=False)
+    mapped.weight.data = torch.load(path, weights_only=True, mmap=True)["weight"]
+    expected = mapped.weight.clone()
+    float(mapped.weight.sum())  # touch every page
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    before = rss()
+    advised = pages.release(mapped)
+    assert advised is not None and advised >= 16 << 20
+    assert rss() < before - (12 << 20)
+    assert torch.equal(mapped.weight, expected)  # read again from the file
+    anonymous = torch.nn.Linear(64, 64)
+    weight = anonymous.weight.clone()
+    assert pages.release(anonymous) is None
+    assert torch.equal(anonymous.weight, weight)
 
 
 def test_timings_are_reported(tiny, sample_images):
