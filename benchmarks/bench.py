@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--warmup", action="store_true",
                    help="run the pipeline once (1 step, untimed) before measuring: kernel selection, caches")
     m.add_argument("--channels-last", action="store_true",
-                   help="force channels_last weights (mn_core's default: on for CUDA, off for the CPU, where it "
-                        "copies the memory-mapped weights and gains nothing)")
+                   help="force channels_last weights for every network (mn_core's default: all on CUDA, only the "
+                        "VAE on the CPU, where the UNets' memory-mapped weights would be copied for no gain)")
     m.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                    help="first wait up to this long until other processes leave the CPU idle")
     o = ap.add_argument_group("output")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -135,15 +135,16 @@ class MangaNinja:
     @classmethod
     def from_folder(cls, root: str | Path, *, device="auto", precision="auto", download: bool = False,
                     progress=None, one_phase: bool = True, lazy: bool = False, sequential_rows: bool = False,
-                    compile: bool = False, channels_last: bool | None = None) -> MangaNinja:
+                    compile: bool = False, channels_last: bool | Collection[str] | None = None) -> MangaNinja:
         """Load the official checkpoint folder.
 
         ``one_phase`` (default) holds only the current phase's large networks on the device (GPU) or in memory
         (CPU), see :class:`~mn_core.placement.LocalModules`; off, everything stays resident (faster when
         alternating references). ``lazy`` loads each network when first needed; ``sequential_rows`` runs the
         guidance rows one by one (about a third of the activation memory, identical results); ``compile`` applies
-        torch.compile to the per-step networks; ``channels_last`` (default: on for CUDA) stores the convolution
-        weights in the layout cuDNN prefers.
+        torch.compile to the per-step networks; ``channels_last`` stores the convolution weights of all networks
+        (``True``), none (``False``) or the named ones channels-last; the default is all on CUDA (the layout cuDNN
+        prefers) and only the VAE on the CPU (:data:`mn_core.assembly.CPU_CHANNELS_LAST`).
         """
         from .assembly import from_folder  # the assembly builds this class
 

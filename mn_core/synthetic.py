@@ -236,13 +236,13 @@ def random_checkpoint(preset: Preset = SD15, *, device="cuda", dtype=torch.float
 
 
 def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16, seed: int = 0,
-                    channels_last: bool | None = None, one_phase: bool = False, **options):
+                    channels_last=None, one_phase: bool = False, **options):
     """A MangaNinja pipeline on :func:`random_checkpoint`'s networks, all built at once (none can be reloaded).
 
     ``one_phase`` then keeps only one phase's large networks on the device, as ``from_folder`` does.
     ``options`` go to :func:`mn_core.assembly.assemble` (``sequential_rows``, ``compile``)."""
     from . import phases
-    from .assembly import assemble
+    from .assembly import assemble, channels_last_networks
     from .placement import LocalModules
 
     device = torch.device(device)
@@ -255,5 +255,5 @@ def random_pipeline(preset: Preset = SD15, *, device="cuda", dtype=torch.float16
                 modules[name].to("cpu")
         return LocalModules({}, device, one_phase=one_phase, modules=modules)
 
-    return assemble(checkpoint, owner, dtype=dtype,
-                    channels_last=device.type == "cuda" if channels_last is None else channels_last, **options)
+    return assemble(checkpoint, owner, dtype=dtype, channels_last=channels_last_networks(channels_last, device),
+                    **options)

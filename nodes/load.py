@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..mn_core import choices, models
-from ..mn_core.assembly import Checkpoint, assemble
+from ..mn_core.assembly import Checkpoint, assemble, channels_last_networks
 from ..mn_core.pipeline import MangaNinja
 from ..mn_core.placement import PRECISIONS
 from . import bridge
@@ -129,4 +129,4 @@ def load_pipeline(precision: str, download: bool, clip_vision=AUTO, vae=AUTO, co
     dtype = bridge.auto_precision(device) if precision == "auto" else PRECISIONS[precision]
     return assemble(Checkpoint.from_files(files, dtype, device="cpu"),
                     lambda loaders: bridge.make_owner({name: load() for name, load in loaders.items()}, device),
-                    dtype=dtype)
+                    dtype=dtype, channels_last=channels_last_networks(None, device))

@@ -158,6 +158,52 @@ def test_memory_options_leave_the_output_unchanged(tiny, tiny_models, sample_ima
     assert set(everything.modules.modules) >= {"reference_unet", "denoising_unet", "controlnet", "clip_vision"}
 
 
+def test_channels_last_vae_on_the_cpu_matches_the_plain_layout(tiny, tiny_models, sample_images):
+    """The CPU default stores the VAE channels-last (faster convolutions) and nothing else: the same maths, as close
+    to float64 as the plain layout, so the pipeline's result matches the plain layout's to float32 rounding."""
+    import copy
+
+    def layout(mn, name):
+        convs = [m.weight for m in mn.modules.get(name).modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1]  # a 1x1 kernel fits both layouts
+        assert convs
+        return {w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs}
+
+    def relative(a, b):
+        return ((a.double() - b.double()).abs().max() / b.abs().max()).item()
+
+    assert layout(tiny, "vae") == {True}
+    assert layout(tiny, "denoising_unet") == layout(tiny, "controlnet") == {False}
+    plain = MangaNinja.from_folder(tiny_models, precision="fp32", channels_last=False)
+    assert layout(plain, "vae") == {False}
+
+    # The VAE itself, both layouts against a float64 copy: float32 rounding (about 2e-6 here), no other error.
+    exact = copy.deepcopy(plain.modules.get("vae")).double()
+    x, z = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1, \
+        torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want_e, want_d = exact.encode(x.double()).latent_dist.mean, exact.decode(z.double()).sample
+        for mn in (tiny, plain):
+            vae = mn.modules.get("vae")
+            assert relative(vae.encode(x).latent_dist.mean, want_e) < 1e-5
+            assert relative(vae.decode(z).sample, want_d) < 1e-5
+
+    # The whole pipeline: the reference's sampled latents and two steps agree to rounding, the image to one level.
+    g = dict(size=128, seed=3)
+    ref, plain_ref = (mn.encode_reference(sample_images["reference"], **g) for mn in (tiny, plain))
+    assert relative(ref.latents, plain_ref.latents) < 1e-3
+    out, plain_out = (mn.colorize(r, sample_images["black_on_white"], steps=2, seed=3)
+                      for mn, r in ((tiny, ref), (plain, plain_ref)))
+    assert relative(out.latents, plain_out.latents) < 1e-3
+    a, b = (np.asarray(o.processed_image, dtype=np.int16) for o in (out, plain_out))
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.01
+
+    some = MangaNinja.from_folder(tiny_models, precision="fp32", channels_last=["controlnet"])
+    assert layout(some, "controlnet") == {True} and layout(some, "vae") == {False}
+    with pytest.raises(ValueError, match="channels_last names unknown networks \\['unet'\\]"):
+        MangaNinja.from_folder(tiny_models, precision="fp32", channels_last=["unet"])
+
+
 def test_released_pages_come_back_from_the_file_and_anonymous_memory_is_never_advised(tmp_path):
     from mn_core import pages
 
