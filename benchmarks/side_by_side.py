@@ -30,8 +30,11 @@ Phases (the same boundaries on both sides):
   load + call 1    model loading plus the cold call: what a user waits for the first image
 
 The table goes to stdout and every call's record to ``--results`` (JSON lines) with machine, date and commit.
-``--ours-flags`` runs ours in another mode (e.g. ``--ours-flags=--precision=bf16``); ``--extra MODE`` adds the
-opt-in modes (bf16, compile), each timed against ours in fp32 in the same process and with its PSNR against it.
+``--ours-flags`` runs ours in another mode (``precision=bf16``, ``compile`` or any ``key=value`` of from_folder);
+with ``--baseline ours-fp32`` the other side is ours in its default mode instead of the official code, and the
+PSNR of each call's image against it is printed too (the opt-in modes are not bit-identical):
+
+    python benchmarks/side_by_side.py --baseline ours-fp32 --ours-flags precision=bf16 --pairs 1 --calls 2
 """
 
 from __future__ import annotations
