@@ -45,6 +45,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -512,17 +513,19 @@ def main(argv=None) -> int:
     side_name = "ours" + (f" ({args.ours_flags})" if args.ours_flags else "")
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rounds = []
+    outputs = work / "outputs"  # this run's images only: a file left by an earlier run must not be compared
+    shutil.rmtree(outputs, ignore_errors=True)
     with open(work / "workers.log", "a") as log:
         for i in range(args.pairs):
             r = {}
             if args.baseline == "official":
                 r["official"] = run_worker(python, "official", spec, log)
             else:
-                out = work / "outputs-baseline"
-                out.mkdir(exist_ok=True)
+                out = outputs / "baseline" / f"round{i + 1}"
+                out.mkdir(parents=True)
                 r["official"] = run_worker(python, "ours", {**spec, "ours": {}, "save_outputs": str(out)}, log)
-            out = work / "outputs-ours"
-            out.mkdir(exist_ok=True)
+            out = outputs / "side" / f"round{i + 1}"
+            out.mkdir(parents=True)
             r["ours"] = run_worker(Path(sys.executable), "ours", {**ours, "save_outputs": str(out)}, log)
             for side in ("official", "ours"):
                 c = r[side]
@@ -536,24 +539,26 @@ def main(argv=None) -> int:
           f"{args.threads} threads; {meta['machine'].get('cpu', '')}; commit {meta['commit']}; {started}")
     table = summarise(rounds, baseline="official", labels=(baseline_name, side_name))
     if args.baseline != "official":
-        table["psnr_db"] = psnr_report(work)
+        table["psnr_db"] = psnr_report(rounds)
     with open(args.results, "a") as f:
         f.write(json.dumps({**meta, "table": table, "rounds": rounds}) + "\n")
     return 0
 
 
-def psnr_report(work: Path) -> list[float]:
+def psnr_report(rounds: list[dict], write=print) -> list[float]:
+    """PSNR (dB, 8-bit) of each call's image of the side against the baseline's image of the same round and call."""
     import math
 
     import numpy as np
 
     out = []
-    for p in sorted((work / "outputs-ours").glob("call*.npy")):
-        a = np.load(p).astype(np.float64)
-        b = np.load(work / "outputs-baseline" / p.name).astype(np.float64)
-        mse = float(np.mean((a - b) ** 2))
-        out.append(math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
-    print(f"PSNR against ours in fp32 (same weights, inputs, seeds): {', '.join(f'{x:.1f} dB' for x in out)}")
+    for r in rounds:
+        for a, b in zip(r["official"], r["ours"]):
+            base = np.load(a["output"]).astype(np.float64)
+            side = np.load(b["output"]).astype(np.float64)
+            mse = float(np.mean((base - side) ** 2))
+            out.append(math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
+    write(f"PSNR against ours in fp32 (same weights, inputs, seeds): {', '.join(f'{x:.1f} dB' for x in out)}")
     return out
 
 

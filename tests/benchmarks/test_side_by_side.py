@@ -31,3 +31,25 @@ def test_ratios_pair_rounds_and_calls_and_keep_cold_apart():
 def test_ours_flags_parse_into_from_folder_options():
     assert sbs.parse_ours_flags("precision=bf16 compile one-phase=false") == {
         "precision": "bf16", "compile": True, "options": {"one_phase": False}}
+
+
+def test_psnr_pairs_each_call_with_the_baselines_call_of_the_same_round(tmp_path):
+    import math
+
+    import numpy as np
+
+    def saved(name, img):
+        path = tmp_path / f"{name}.npy"
+        np.save(path, img)
+        return {"output": str(path)}
+
+    base = np.full((4, 4, 3), 100, np.uint8)
+    off_by_one = base.copy()
+    off_by_one[0, 0, 0] = 101  # mse = 1 / 48
+    rounds = [{"official": [saved("b1", base), saved("b2", base)],
+               "ours": [saved("s1", base), saved("s2", off_by_one)]}]
+    lines = []
+    got = sbs.psnr_report(rounds, write=lines.append)
+    assert got[0] == math.inf
+    assert math.isclose(got[1], 10 * math.log10(255.0**2 * 48))
+    assert "inf dB" in lines[0]
