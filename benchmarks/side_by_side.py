@@ -527,9 +527,9 @@ def main(argv=None) -> int:
             out = outputs / "side" / f"round{i + 1}"
             out.mkdir(parents=True)
             r["ours"] = run_worker(Path(sys.executable), "ours", {**ours, "save_outputs": str(out)}, log)
-            for side in ("official", "ours"):
+            for side, shown in (("official", baseline_name), ("ours", side_name)):
                 c = r[side]
-                print(f"round {i + 1} {side:<8}: load {c[0]['load_s']:.1f} s; calls " +
+                print(f"round {i + 1} {shown:<9}: load {c[0]['load_s']:.1f} s; calls " +
                       ", ".join(f"{x['e2e_s']:.1f} s (step {value(x, 'step_s'):.2f}, peak {x['peak_rss_gb']:.1f} GB)"
                                 for x in c), flush=True)
             rounds.append(r)
